@@ -1,0 +1,39 @@
+# Two commands do everything: `make demo` and `make test`. Each sets up what it needs, once.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DATA_STAMP := data/.verified
+
+.PHONY: demo test lint data setup clean-runs
+
+setup: $(STAMP) $(DATA_STAMP)
+
+$(STAMP): pyproject.toml requirements-lock.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: this machine serves 2.14.1 from local disk; the lock pins the rest
+	$(PY) -m pip install -q -c requirements-lock.txt torch torchvision
+	$(PY) -m pip install -q -c requirements-lock.txt -e '.[dev]'
+	touch $(STAMP)
+
+$(DATA_STAMP): $(STAMP)
+	bash scripts/setup_data.sh $(PY)
+	mkdir -p data && touch $(DATA_STAMP)
+
+data: $(DATA_STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+demo: setup
+	$(PY) -m compare.parity --image-size 96 --batch 8 --steps 20 --json runs/demo/parity.json
+	$(PY) -m nin_torch.train --preset cpu --out runs/demo/torch
+	$(PY) -m nin_flax.train --preset cpu --out runs/demo/flax
+	$(PY) -m compare.report runs/demo/torch runs/demo/flax --out runs/demo/report.png
+
+clean-runs:
+	rm -rf runs/demo

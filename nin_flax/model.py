@@ -1,0 +1,97 @@
+"""NiN in flax.nnx, NHWC, built from the shared spec (shared.arch). Twin of nin_torch/model.py."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from shared.arch import POOL_KERNEL, POOL_STRIDE, ConvSpec, NiNSpec, nin_spec
+from shared.config import ModelConfig
+from shared.init import TRUNCATED_NORMAL_STD_CORRECTION, Dist, bias_dist, weight_dist
+
+Taps = dict[str, jax.Array] | None
+
+
+def _tap(taps: Taps, name: str, x: jax.Array) -> None:
+    if taps is not None:
+        taps[name] = x
+
+
+def sampler(dist: Dist) -> jax.nn.initializers.Initializer:
+    """A flax initializer drawing from a shared.init distribution."""
+    if dist.kind == "zeros":
+        return jax.nn.initializers.zeros
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        if dist.kind == "uniform":
+            return jax.random.uniform(key, shape, dtype, -dist.scale, dist.scale)
+        if dist.kind == "normal":
+            return dist.scale * jax.random.normal(key, shape, dtype)
+        if dist.kind == "truncated_normal":
+            std = dist.scale / TRUNCATED_NORMAL_STD_CORRECTION
+            return std * jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype)
+        raise ValueError(dist.kind)
+
+    return init
+
+
+def conv(c: ConvSpec, init: str, dtype, rngs: nnx.Rngs) -> nnx.Conv:
+    canonical = (c.out_channels, c.in_channels, c.kernel, c.kernel)  # OIHW, as the init laws are written
+    p = c.padding
+    return nnx.Conv(c.in_channels, c.out_channels, (c.kernel, c.kernel), (c.stride, c.stride),
+                    padding=((p, p), (p, p)),  # explicit and symmetric: 'SAME' would give 56, not 54
+                    kernel_init=sampler(weight_dist(init, canonical)),
+                    bias_init=sampler(bias_dist(init, canonical)), dtype=dtype, rngs=rngs)
+
+
+class NiNBlock(nnx.Module):
+    """One conv of the block's size, then the 1x1 ('mid') convs, each followed by a ReLU."""
+
+    def __init__(self, convs: tuple[ConvSpec, ...], init: str, dtype, rngs: nnx.Rngs):
+        self.specs = convs
+        for c in convs:
+            setattr(self, c.name.rsplit(".", 1)[1], conv(c, init, dtype, rngs))
+
+    def __call__(self, x: jax.Array, taps: Taps = None) -> jax.Array:
+        for c in self.specs:
+            x = getattr(self, c.name.rsplit(".", 1)[1])(x)
+            if c.relu:
+                x = nnx.relu(x)
+            _tap(taps, c.name, x)
+        return x
+
+
+class NiN(nnx.Module):
+    def __init__(self, spec: NiNSpec, init: str = "xavier_uniform", dtype=None, *, rngs: nnx.Rngs):
+        self.spec = spec
+        self.blocks = nnx.List([NiNBlock(block, init, dtype, rngs) for block in spec.blocks])
+        self.dropout = nnx.Dropout(spec.dropout, rngs=rngs)
+        self.fc = nnx.data(None)  # a Module or None: declared as data so either may sit here
+        if spec.head == "fc":
+            canonical = (spec.num_classes, spec.fc_in)
+            self.fc = nnx.Linear(spec.fc_in, spec.num_classes, kernel_init=sampler(weight_dist(init, canonical)),
+                                 bias_init=sampler(bias_dist(init, canonical)), dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array, taps: Taps = None) -> jax.Array:
+        """x: [N, H, W, C] -> logits [N, num_classes]; `taps` collects every layer's output by name."""
+        for b, block in enumerate(self.blocks):
+            if b > 0:
+                x = nnx.max_pool(x, (POOL_KERNEL, POOL_KERNEL), strides=(POOL_STRIDE, POOL_STRIDE))
+                _tap(taps, f"pool{b - 1}", x)
+            if b == len(self.blocks) - 1:
+                x = self.dropout(x)
+            x = block(x, taps)
+        if self.fc is None:
+            x = x.mean(axis=(1, 2))
+            _tap(taps, "gap", x)
+        else:
+            x = self.fc(x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1))  # flatten in C, H, W order, as torch
+            _tap(taps, "fc", x)
+        return x.astype(jnp.float32)
+
+
+def build_model(cfg: ModelConfig, image_size: int, seed: int = 0, dtype=None) -> NiN:
+    """The NiN for this config, initialised from `seed` (refuses images below the minimum size)."""
+    spec = nin_spec(cfg, image_size)
+    return NiN(spec, cfg.init, dtype, rngs=nnx.Rngs(seed))

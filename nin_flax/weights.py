@@ -1,0 +1,37 @@
+"""flax side of the portable weights format: a NiN's parameters <-> canonical numpy dicts and files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from shared.arch import nin_spec
+from shared.config import ModelConfig
+from shared.weights import State, canonical_to_flax, check_state, flax_to_canonical, load_for, save_portable
+
+
+def state_of(model: nnx.Module) -> State:
+    """Canonical state (fp32 numpy, PyTorch names and layout) of a flax NiN."""
+    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+    native = {".".join(map(str, path)): np.asarray(v.get_value(), dtype=np.float32) for path, v in flat}
+    return flax_to_canonical(native)
+
+
+def load_state(model: nnx.Module, state: State) -> None:
+    """Copy a canonical state into the model, checked against its architecture first."""
+    check_state(state, model.spec, "the weights")
+    native = canonical_to_flax(state)
+    for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+        variable.set_value(jnp.asarray(native[".".join(map(str, path))], dtype=variable.get_value().dtype))
+
+
+def save(model: nnx.Module, path: str | Path, cfg: ModelConfig, image_size: int) -> None:
+    save_portable(path, state_of(model), cfg, image_size, framework="flax")
+
+
+def load_into(model: nnx.Module, path: str | Path, cfg: ModelConfig, image_size: int) -> None:
+    nin_spec(cfg, image_size)
+    load_state(model, load_for(path, cfg, image_size))

@@ -1,0 +1,279 @@
+"""One config for both frameworks: typed dataclasses, presets, TOML over presets, flags over both."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from shared.errors import UserError
+
+
+@dataclass
+class ModelConfig:
+    in_channels: int = 1
+    num_classes: int = 10
+    widths: tuple[int, ...] = (96, 256, 384)  # the first three NiN blocks
+    last_width: int | None = None  # width of the last block's first conv; None: num_classes (d2l)
+    num_1x1: int = 2
+    mid_kernel: int = 1
+    head: str = "gap"
+    final_relu: bool = True
+    dropout: float = 0.5
+    init: str = "xavier_uniform"
+
+
+@dataclass
+class DataConfig:
+    data_dir: str | None = None
+    image_size: int = 224
+    batch_size: int = 128
+    train_limit: int | None = None
+    test_limit: int | None = None
+    normalize: bool = False
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    epochs: int = 10
+    max_steps: int | None = None
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    clip_grad_norm: float | None = None
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class RunConfig:
+    precision: str = "fp32"
+    device: str = "auto"
+    devices: int | None = None
+    out: str | None = None
+    resume: bool = False
+    init_from: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "run": RunConfig}
+
+CHOICES: dict[str, tuple] = {
+    "num_1x1": (0, 1, 2, 3),
+    "mid_kernel": (1, 3),
+    "head": ("gap", "fc"),
+    "init": ("torch", "flax", "xavier_uniform", "kaiming_normal"),
+    "optimizer": ("sgd", "momentum", "adam", "adamw"),
+    "schedule": ("constant", "cosine"),
+    "precision": ("fp32", "tf32", "bf16"),
+    "device": ("auto", "cpu", "gpu"),
+}
+
+HELP = {
+    "num_1x1": "1x1 convs after each block's first conv (d2l: 2)",
+    "mid_kernel": "kernel size of those 'mid' convs (1 = NiN; 3 = d2l exercise)",
+    "head": "gap: global average pooling (NiN); fc: flatten + fully connected layer",
+    "final_relu": "ReLU after the last conv (d2l keeps it; logits are then >= 0)",
+    "widths": "channels of the first three blocks, comma-separated",
+    "last_width": "channels of the last block's first conv (default: num_classes)",
+    "data_dir": "folder with the four Fashion-MNIST IDX files (.gz or not)",
+    "train_limit": "use only the first N training examples",
+    "test_limit": "evaluate on the first N test examples",
+    "normalize": "subtract the Fashion-MNIST mean and divide by its std",
+    "momentum": "momentum for --optimizer momentum (sgd has none, as in d2l)",
+    "max_steps": "stop after this many optimizer steps in total",
+    "clip_grad_norm": "clip gradients to this global L2 norm",
+    "devices": "flax: use this many devices (torch: use torchrun)",
+    "out": "run directory (default runs/<framework>-<timestamp>)",
+    "resume": "continue from the checkpoint in --out",
+    "init_from": "start from a portable weights.safetensors (either framework)",
+    "progress": "tqdm progress bar (off when output is not a terminal)",
+    "precision": "fp32 (TF32 off on GPUs), tf32, or bf16 compute with fp32 params",
+}
+
+
+def _field_type(cls: type, name: str) -> tuple[type, bool]:
+    """The base type of a dataclass field and whether it may be None."""
+    hint = typing.get_type_hints(cls)[name]
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    if typing.get_origin(base) is tuple or base is tuple:
+        return tuple, optional
+    return base, optional
+
+
+def _coerce(section: str, name: str, value: Any) -> Any:
+    base, optional = _field_type(SECTIONS[section], name)
+    if value is None:
+        if optional:
+            return None
+        raise UserError(f"{section}.{name} may not be empty")
+    try:
+        if base is tuple:
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(int(v) for v in items)
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if base is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return base(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{section}.{name}: {value!r} is not a valid {base.__name__}") from None
+
+
+def _unknown_key(where: str, key: str, known: list[str]) -> UserError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+    return UserError(f"unknown key '{key}' in {where}{hint}")
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, dict[str, Any]], where: str) -> Config:
+    """Return cfg with {section: {key: value}} applied; unknown sections or keys are user errors."""
+    for section, values in overrides.items():
+        if section not in SECTIONS:
+            raise _unknown_key(where, section, list(SECTIONS))
+        if not isinstance(values, dict):
+            raise UserError(f"[{section}] in {where} must be a table of keys")
+        known = [f.name for f in fields(SECTIONS[section])]
+        sub = getattr(cfg, section)
+        for key, value in values.items():
+            if key not in known:
+                raise _unknown_key(f"[{section}] of {where}", key, known)
+            setattr(sub, key, _coerce(section, key, value))
+    return cfg
+
+
+def load_toml(path: str | Path) -> dict[str, dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist; pass an existing .toml file to --config")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path} is not valid TOML ({e}); fix the file or drop --config") from None
+
+
+def validate(cfg: Config) -> Config:
+    """Check values against CHOICES and ranges, and the image size against the architecture's minimum."""
+    for section in SECTIONS:
+        for f in fields(SECTIONS[section]):
+            value = getattr(getattr(cfg, section), f.name)
+            if f.name in CHOICES and value not in CHOICES[f.name]:
+                allowed = ", ".join(str(c) for c in CHOICES[f.name])
+                raise UserError(f"--{f.name.replace('_', '-')} {value} is not one of: {allowed}")
+    positive = {
+        "lr": cfg.train.lr, "batch_size": cfg.data.batch_size, "epochs": cfg.train.epochs,
+        "image_size": cfg.data.image_size, "in_channels": cfg.model.in_channels,
+        "num_classes": cfg.model.num_classes,
+    }
+    optional_positive = {
+        "train_limit": cfg.data.train_limit, "test_limit": cfg.data.test_limit,
+        "max_steps": cfg.train.max_steps, "clip_grad_norm": cfg.train.clip_grad_norm,
+        "devices": cfg.run.devices, "last_width": cfg.model.last_width,
+    }
+    for name, value in {**positive, **optional_positive}.items():
+        if value is not None and value <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be > 0 (got {value})")
+    for name, value in {"dropout": cfg.model.dropout, "label_smoothing": cfg.train.label_smoothing}.items():
+        if not 0.0 <= value < 1.0:
+            raise UserError(f"--{name.replace('_', '-')} must be in [0, 1) (got {value})")
+    for name, value in {"momentum": cfg.train.momentum, "weight_decay": cfg.train.weight_decay,
+                        "warmup_steps": cfg.train.warmup_steps}.items():
+        if value < 0:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 0 (got {value})")
+    if len(cfg.model.widths) != 3 or min(cfg.model.widths) <= 0:
+        raise UserError(f"--widths needs three positive channel counts, e.g. 96,256,384 (got {cfg.model.widths})")
+    last = cfg.model.last_width
+    if last is not None and last != cfg.model.num_classes and cfg.model.num_1x1 == 0:
+        raise UserError("--last-width differs from --num-classes, so the last block needs a 1x1 conv to "
+                        "map it to the classes: use --num-1x1 1 or more")
+    from shared.arch import check_image_size
+
+    check_image_size(cfg.data.image_size)
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Flags: generated once from the dataclasses, shared by both trainers and the compare tools.
+
+
+def add_config_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...] = tuple(SECTIONS)) -> None:
+    """Add --preset, --config and one flag per config field; every default is None (= not given)."""
+    from shared.presets import PRESETS
+
+    parser.add_argument("--preset", default="d2l", help=f"starting point: {', '.join(PRESETS)} (default d2l)")
+    parser.add_argument("--config", metavar="FILE.toml", help="TOML with [model] [data] [train] [run] tables")
+    for section in sections:
+        group = parser.add_argument_group(section)
+        defaults = SECTIONS[section]()
+        for f in fields(SECTIONS[section]):
+            flag = "--" + f.name.replace("_", "-")
+            base, _ = _field_type(SECTIONS[section], f.name)
+            help_text = HELP.get(f.name, "")
+            default = getattr(defaults, f.name)
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            help_text = f"{help_text} (d2l default: {shown})".strip()
+            kwargs: dict[str, Any] = {"default": None, "dest": f"{section}.{f.name}", "help": help_text}
+            if base is bool:
+                kwargs["action"] = argparse.BooleanOptionalAction
+            else:
+                kwargs["metavar"] = f.name.upper()
+                kwargs["type"] = str if base is tuple else base
+                if f.name in CHOICES:
+                    kwargs["choices"] = CHOICES[f.name]
+                    kwargs["metavar"] = "{" + "|".join(map(str, CHOICES[f.name])) + "}"
+            group.add_argument(flag, **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Preset, then the TOML file, then the flags; validated."""
+    from shared.presets import preset_config
+
+    cfg = preset_config(args.preset)
+    if args.config:
+        apply_overrides(cfg, load_toml(args.config), args.config)
+    flags: dict[str, dict[str, Any]] = {}
+    for dest, value in vars(args).items():
+        if "." in dest and value is not None:
+            section, name = dest.split(".", 1)
+            flags.setdefault(section, {})[name] = value
+    apply_overrides(cfg, flags, "the command line")
+    return validate(cfg)
+
+
+def config_from_dict(data: dict[str, dict[str, Any]]) -> Config:
+    """Rebuild a Config written by Config.to_dict (config.json, weights metadata)."""
+    return validate(apply_overrides(Config(), data, "the saved config"))
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the error contract: one `error:` line, exit code 2, no usage dump."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message}; see --help\n")

@@ -1,0 +1,30 @@
+"""The error contract: a user's mistake ends with one `error: ...` line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+EXIT_USER_ERROR = 2
+
+F = TypeVar("F", bound=Callable[..., int | None])
+
+
+class UserError(Exception):
+    """A mistake the user can fix: bad flag, missing data, wrong weights file. The message names the fix."""
+
+
+def run_cli(main: F) -> F:
+    """Wrap a command's `main` so that a UserError becomes one `error:` line and exit code 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,37 @@
+"""Named starting points, each named after the run it reproduces. Values override the dataclass defaults."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from shared.config import Config, apply_overrides
+from shared.errors import UserError
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    # The book's run: 224 px, SGD lr 0.1, batch 128, 10 epochs, xavier_uniform (d2l printed test acc 0.842).
+    "d2l": {},
+    # The discussion's Adam run at 96 px (reported test acc 0.906).
+    "adam-96": {
+        "data": {"image_size": 96, "batch_size": 512},
+        "train": {"optimizer": "adam", "lr": 1e-3},
+    },
+    # Sized for a 2-core CPU: about ten minutes per framework (README gives the measured accuracy).
+    "cpu": {
+        "data": {"image_size": 67, "batch_size": 128, "test_limit": 2000},
+        "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 2, "schedule": "cosine", "warmup_steps": 50},
+    },
+    # A few seconds: CI, the demo's smoke runs and the tests.
+    "smoke": {
+        "data": {"image_size": 67, "batch_size": 64, "train_limit": 2048, "test_limit": 512},
+        "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 1},
+    },
+}
+
+
+def preset_config(name: str) -> Config:
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, list(PRESETS), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise UserError(f"unknown preset '{name}'; {hint}known presets: {', '.join(PRESETS)}")
+    return apply_overrides(Config(), PRESETS[name], f"preset '{name}'")

@@ -1,0 +1,104 @@
+"""Analytic per-layer figures of a NiN spec: output shape, params, MACs, FLOPs, activation bytes, memory.
+
+FLOPs are 2 per multiply-add and count convolution/linear work only (no bias, ReLU or pooling), which is
+how torch.utils.flop_counter counts. `xla_style_macs` counts only the window taps that land inside the
+unpadded input, which is what XLA's cost analysis does for padded convolutions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from shared.arch import POOL_KERNEL, POOL_STRIDE, ConvSpec, NiNSpec, conv_out
+
+BYTES_PER_FLOAT = 4
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    name: str
+    shape: tuple[int, ...]  # (C, H, W), or (N,) after flattening
+    params: int
+    macs: int
+    flops: int
+    activation_bytes: int  # per example, fp32
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "shape": list(self.shape)}
+
+
+def _elements(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _row(name: str, shape: tuple[int, ...], params: int = 0, macs: int = 0) -> LayerRow:
+    return LayerRow(name, shape, params, macs, 2 * macs, BYTES_PER_FLOAT * _elements(shape))
+
+
+def layer_table(spec: NiNSpec, image_size: int) -> list[LayerRow]:
+    """One row per layer that has a name in both frameworks' taps, in forward order."""
+    rows, size = [], image_size
+    for b, block in enumerate(spec.blocks):
+        if b > 0:
+            size = conv_out(size, POOL_KERNEL, POOL_STRIDE, 0)
+            rows.append(_row(f"pool{b - 1}", (block[0].in_channels, size, size)))
+        for c in block:
+            size = conv_out(size, c.kernel, c.stride, c.padding)
+            params = c.out_channels * (c.in_channels * c.kernel**2 + 1)
+            macs = c.out_channels * size * size * c.in_channels * c.kernel**2
+            rows.append(_row(c.name, (c.out_channels, size, size), params, macs))
+    channels = spec.blocks[-1][-1].out_channels
+    if spec.head == "gap":
+        rows.append(_row("gap", (channels,)))
+    else:
+        macs = spec.fc_in * spec.num_classes
+        rows.append(_row("fc", (spec.num_classes,), macs + spec.num_classes, macs))
+    return rows
+
+
+def totals(rows: list[LayerRow]) -> dict[str, int]:
+    return {"params": sum(r.params for r in rows), "macs": sum(r.macs for r in rows),
+            "flops": sum(r.flops for r in rows)}
+
+
+def _valid_taps(size_in: int, kernel: int, stride: int, padding: int) -> int:
+    """Sum over output positions of the kernel taps that fall inside the unpadded input (one axis)."""
+    size_out = conv_out(size_in, kernel, stride, padding)
+    return sum(sum(1 for k in range(kernel) if 0 <= o * stride - padding + k < size_in) for o in range(size_out))
+
+
+def xla_style_macs(spec: NiNSpec, image_size: int) -> int:
+    """MACs counting only taps over real input: convolution windows overlapping the padding count less."""
+    total, size = 0, image_size
+    for b, block in enumerate(spec.blocks):
+        if b > 0:
+            size = conv_out(size, POOL_KERNEL, POOL_STRIDE, 0)
+        for c in block:
+            taps = _valid_taps(size, c.kernel, c.stride, c.padding)
+            total += c.out_channels * c.in_channels * taps * taps
+            size = conv_out(size, c.kernel, c.stride, c.padding)
+    if spec.head == "fc":
+        total += spec.fc_in * spec.num_classes
+    return total
+
+
+def memory_estimate(spec: NiNSpec, image_size: int, batch_size: int, optimizer_slots: int = 1) -> dict:
+    """Rough fp32 memory for a batch: inference keeps two activations alive, training keeps all of them."""
+    rows = layer_table(spec, image_size)
+    param_bytes = BYTES_PER_FLOAT * totals(rows)["params"]
+    input_bytes = BYTES_PER_FLOAT * spec.blocks[0][0].in_channels * image_size**2
+    acts = [input_bytes] + [r.activation_bytes for r in rows]
+    peak_pair = max(a + b for a, b in zip(acts, acts[1:], strict=False))
+    return {
+        "param_bytes": param_bytes,
+        "inference_bytes": param_bytes + batch_size * peak_pair,
+        # weights + grads + optimizer slots, plus every layer output saved for the backward pass
+        "training_bytes": param_bytes * (2 + optimizer_slots) + batch_size * sum(acts),
+    }
+
+
+def conv_specs(spec: NiNSpec) -> list[ConvSpec]:
+    return [c for block in spec.blocks for c in block]

@@ -1,0 +1,110 @@
+"""The portable weights format and the layout conversions, as pure functions over dicts of numpy arrays.
+
+A weights.safetensors file holds canonical tensors (PyTorch names and layout: `blocks.0.conv0.weight` OIHW,
+`fc.weight` (out, in)) and, in its metadata, the model config, the image size and the framework it came
+from. The flax layout differs in names (`kernel`) and axes (HWIO, (in, out)).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from shared.arch import NiNSpec, nin_spec, param_shapes
+from shared.config import Config, ModelConfig, apply_overrides
+from shared.errors import UserError
+
+FORMAT = "nin-two-ways/1"
+State = dict[str, np.ndarray]
+
+
+def check_state(state: State, spec: NiNSpec, where: str) -> None:
+    """Loud errors naming every missing, unexpected and mis-shaped tensor."""
+    expected = param_shapes(spec)
+    problems = [f"missing {name} {list(shape)}" for name, shape in expected.items() if name not in state]
+    problems += [f"unexpected {name}" for name in state if name not in expected]
+    problems += [f"{name} has shape {list(state[name].shape)}, expected {list(shape)}"
+                 for name, shape in expected.items() if name in state and tuple(state[name].shape) != shape]
+    if problems:
+        raise UserError(f"{where} does not fit this architecture: {'; '.join(problems)}")
+
+
+def _transpose_flax(name: str, array: np.ndarray, to_flax: bool) -> tuple[str, np.ndarray]:
+    layer, kind = name.rsplit(".", 1)
+    if kind in ("bias",):
+        return name, array
+    if to_flax:
+        axes = (2, 3, 1, 0) if array.ndim == 4 else (1, 0)  # OIHW -> HWIO; (out, in) -> (in, out)
+        return f"{layer}.kernel", np.ascontiguousarray(array.transpose(axes))
+    axes = (3, 2, 0, 1) if array.ndim == 4 else (1, 0)  # HWIO -> OIHW
+    return f"{layer}.weight", np.ascontiguousarray(array.transpose(axes))
+
+
+def canonical_to_flax(state: State) -> State:
+    """Canonical (PyTorch) names and layout -> flax.nnx names (`kernel`) and layout (HWIO, (in, out))."""
+    return dict(_transpose_flax(name, array, to_flax=True) for name, array in state.items())
+
+
+def flax_to_canonical(state: State) -> State:
+    """flax.nnx names and layout -> canonical (PyTorch) names and layout."""
+    return dict(_transpose_flax(name, array, to_flax=False) for name, array in state.items())
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_portable(path: str | Path, state: State, cfg: ModelConfig, image_size: int, framework: str) -> None:
+    """Write canonical `state` (checked against the architecture) atomically, with its spec as metadata."""
+    from safetensors.numpy import save_file
+
+    check_state(state, nin_spec(cfg, image_size), "the weights to save")
+    metadata = {"format": FORMAT, "framework": framework, "image_size": str(image_size),
+                "model_config": json.dumps(Config(model=cfg).to_dict()["model"], sort_keys=True)}
+    tensors = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in state.items()}
+    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def load_portable(path: str | Path) -> tuple[State, dict[str, str]]:
+    """(canonical state, metadata) of a weights file; a missing or unreadable file is a user error."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist; give a weights.safetensors written by a run")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            metadata = f.metadata() or {}
+        return load_file(str(path)), metadata
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path} is not a readable safetensors file ({e})") from None
+
+
+def saved_model_config(metadata: dict[str, str]) -> tuple[ModelConfig, int] | None:
+    """The (model config, image size) recorded in a weights file, if it is one of ours."""
+    if metadata.get("format") != FORMAT:
+        return None
+    cfg = apply_overrides(Config(), {"model": json.loads(metadata["model_config"])}, "the weights metadata")
+    return cfg.model, int(metadata["image_size"])
+
+
+def load_for(path: str | Path, cfg: ModelConfig, image_size: int) -> State:
+    """Canonical weights from `path`, refused (naming each difference) unless they fit this architecture."""
+    state, metadata = load_portable(path)
+    check_state(state, nin_spec(cfg, image_size), str(path))
+    return state
