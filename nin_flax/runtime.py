@@ -1,0 +1,33 @@
+"""Device and numeric precision for jax. Twin of nin_torch/runtime.py."""
+
+from __future__ import annotations
+
+import jax
+
+from shared.errors import UserError
+
+
+def select_device(choice: str) -> jax.Device:
+    """auto: a GPU if jax has one, else the CPU; gpu without one is a user error."""
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:
+        gpus = []
+    if choice == "gpu" and not gpus:
+        raise UserError("--device gpu, but jax sees no GPU (install jax[cuda12]); use --device cpu or auto")
+    if choice != "cpu" and gpus:
+        return gpus[0]
+    return jax.devices("cpu")[0]
+
+
+def set_precision(precision: str) -> None:
+    """fp32 means full fp32 (XLA defaults to TF32 for convolutions on recent GPUs); tf32 allows it."""
+    jax.config.update("jax_default_matmul_precision", "tensorfloat32" if precision == "tf32" else "highest")
+
+
+def device_name(device: jax.Device) -> str:
+    return f"cuda:{device.id}" if device.platform == "gpu" else "cpu"
+
+
+def synchronize(value) -> None:
+    jax.block_until_ready(value)

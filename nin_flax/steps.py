@@ -1,0 +1,51 @@
+"""The training and evaluation steps for flax: preprocessing on the device, loss, update, all in one
+nnx.jit. Twin of nin_torch/steps.py. A step returns device arrays (summed loss, correct count)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from nin_flax.data import preprocess
+from nin_flax.optim import loss_fn
+from shared.config import Config
+
+Step = Callable[..., tuple[jax.Array, jax.Array]]
+
+
+def compute_dtype(cfg: Config):
+    return jnp.bfloat16 if cfg.run.precision == "bf16" else None
+
+
+def make_train_step(cfg: Config) -> Step:
+    size, normalize, smoothing = cfg.data.image_size, cfg.data.normalize, cfg.train.label_smoothing
+
+    @nnx.jit
+    def train_step(model: nnx.Module, optimizer: nnx.Optimizer, images: jax.Array, labels: jax.Array):
+        model.train()
+        x = preprocess(images, size, normalize)
+
+        def loss_of(model):
+            logits = model(x)
+            return loss_fn(logits, labels, smoothing), logits
+
+        (loss, logits), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)
+        optimizer.update(model, grads)
+        return loss * labels.shape[0], (logits.argmax(-1) == labels).sum()
+
+    return train_step
+
+
+def make_eval_step(cfg: Config) -> Step:
+    size, normalize = cfg.data.image_size, cfg.data.normalize
+
+    @nnx.jit
+    def eval_step(model: nnx.Module, images: jax.Array, labels: jax.Array):
+        model.eval()
+        logits = model(preprocess(images, size, normalize))
+        return loss_fn(logits, labels, 0.0) * labels.shape[0], (logits.argmax(-1) == labels).sum()
+
+    return eval_step

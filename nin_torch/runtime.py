@@ -1,0 +1,33 @@
+"""Device and numeric precision for torch. Twin of nin_flax/runtime.py."""
+
+from __future__ import annotations
+
+import torch
+
+from shared.errors import UserError
+
+
+def select_device(choice: str) -> torch.device:
+    """auto: a CUDA GPU if there is one, else the CPU; gpu without one is a user error."""
+    if choice == "gpu" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise UserError("--device gpu, but torch sees no CUDA GPU; use --device cpu or auto")
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
+
+
+def set_precision(precision: str) -> None:
+    """fp32 means full fp32 (recent GPUs default to TF32 for convolutions); tf32 allows it; bf16 autocasts."""
+    allow_tf32 = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    torch.set_float32_matmul_precision("high" if allow_tf32 else "highest")
+
+
+def device_name(device: torch.device) -> str:
+    return f"cuda:{device.index or 0}" if device.type == "cuda" else "cpu"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,55 @@
+"""The training and evaluation steps for torch: preprocessing on the device, loss, update. Twin of
+nin_flax/steps.py. A step returns device tensors (summed loss, correct count): no host sync per step."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+
+from nin_torch.data import preprocess
+from nin_torch.optim import clip_gradients, loss_fn
+from shared.config import Config
+
+Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def autocast(cfg: Config, device: torch.device):
+    if cfg.run.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_train_step(model: torch.nn.Module, optimizer, scheduler, cfg: Config, device: torch.device) -> Step:
+    size, normalize, smoothing = cfg.data.image_size, cfg.data.normalize, cfg.train.label_smoothing
+
+    def train_step(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        model.train()
+        x = preprocess(images, size, normalize)
+        with autocast(cfg, device):
+            logits = model(x)
+        loss = loss_fn(logits, labels, smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_gradients(model, cfg.train.clip_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        return loss.detach() * len(labels), (logits.argmax(1) == labels).sum()
+
+    return train_step
+
+
+def make_eval_step(model: torch.nn.Module, cfg: Config, device: torch.device) -> Step:
+    size, normalize = cfg.data.image_size, cfg.data.normalize
+
+    @torch.no_grad()
+    def eval_step(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        model.eval()
+        x = preprocess(images, size, normalize)
+        with autocast(cfg, device):
+            logits = model(x)
+        loss = loss_fn(logits, labels, 0.0)
+        return loss * len(labels), (logits.argmax(1) == labels).sum()
+
+    return eval_step
