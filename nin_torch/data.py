@@ -10,7 +10,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -78,8 +77,8 @@ class DeviceData:
     def __init__(self, split: str, data_dir: str | None, limit: int | None, device: torch.device):
         images, labels = load_split(split, data_dir)
         n = split_limit(split, limit)
-        self.images = torch.from_numpy(np.ascontiguousarray(images[:n])).to(device)
-        self.labels = torch.from_numpy(labels[:n]).to(device)
+        self.images = torch.from_numpy(images[:n].copy()).to(device)
+        self.labels = torch.from_numpy(labels[:n].copy()).to(device)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -25,7 +25,7 @@ def load_state(model: torch.nn.Module, state: State) -> None:
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, array in state.items():
-            params[name].copy_(torch.from_numpy(np.asarray(array, dtype=np.float32)))
+            params[name].copy_(torch.from_numpy(np.array(array, dtype=np.float32)))
 
 
 def save(model: torch.nn.Module, path: str | Path, cfg: ModelConfig, image_size: int) -> None:

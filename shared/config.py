@@ -118,11 +118,11 @@ HELP = {
 def _field_type(cls: type, name: str) -> tuple[type, bool]:
     """The base type of a dataclass field and whether it may be None."""
     hint = typing.get_type_hints(cls)[name]
+    if typing.get_origin(hint) is tuple:
+        return tuple, False
     args = typing.get_args(hint)
     optional = type(None) in args
     base = next((a for a in args if a is not type(None)), hint) if args else hint
-    if typing.get_origin(base) is tuple or base is tuple:
-        return tuple, optional
     return base, optional
 
 

@@ -1,0 +1,125 @@
+"""One spec, three readings: analytic, torch and flax agree on shapes, params and FLOPs; init laws match."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from flax import nnx
+from torch.utils.flop_counter import FlopCounterMode
+
+import nin_flax.model as fm
+import nin_torch.model as tm
+from nin_flax.weights import state_of as flax_state
+from shared.arch import min_image_size, nin_spec
+from shared.config import ModelConfig
+from shared.errors import UserError
+from shared.init import bias_dist, weight_dist
+from shared.summary import layer_table, totals, xla_style_flops
+
+VARIANTS = [
+    ModelConfig(num_1x1=0), ModelConfig(num_1x1=1), ModelConfig(), ModelConfig(num_1x1=3),
+    ModelConfig(mid_kernel=3), ModelConfig(head="fc"), ModelConfig(widths=(64, 128, 192), last_width=32),
+    ModelConfig(final_relu=False),
+]
+
+
+def torch_taps(cfg: ModelConfig, size: int) -> dict[str, tuple]:
+    taps = {}
+    with torch.no_grad():
+        tm.build_model(cfg, size).eval()(torch.zeros(1, cfg.in_channels, size, size), taps)
+    return {k: tuple(v.shape[1:]) for k, v in taps.items()}
+
+
+def flax_taps(cfg: ModelConfig, size: int) -> dict[str, tuple]:
+    model = fm.build_model(cfg, size)
+    model.eval()
+    taps = {}
+    model(jnp.zeros((1, size, size, cfg.in_channels)), taps)
+    return {k: tuple(v.shape[1:][-1:] + v.shape[1:-1]) if v.ndim == 4 else tuple(v.shape[1:]) for k, v in taps.items()}
+
+
+@pytest.mark.parametrize("size", [224, 96, 67])
+@pytest.mark.parametrize("cfg", VARIANTS, ids=lambda c: f"n{c.num_1x1}-k{c.mid_kernel}-{c.head}-w{c.widths[0]}")
+def test_shapes_and_params_agree(cfg, size):
+    rows = layer_table(nin_spec(cfg, size), size)
+    analytic = {r.name: r.shape for r in rows}
+    assert torch_taps(cfg, size) == analytic
+    assert flax_taps(cfg, size) == analytic
+    torch_params = {n: p.numel() for n, p in tm.build_model(cfg, size).named_parameters()}
+    flax_params = {n: a.size for n, a in flax_state(fm.build_model(cfg, size)).items()}
+    assert torch_params == flax_params
+    per_layer = {r.name: r.params for r in rows if r.params}
+    for layer, count in per_layer.items():
+        assert sum(n for name, n in torch_params.items() if name.rsplit(".", 1)[0] == layer) == count
+
+
+def test_reference_figures():
+    d2l = totals(layer_table(nin_spec(ModelConfig(), 224), 224))
+    assert d2l == {"params": 1_992_166, "macs": 762_297_352, "flops": 1_524_594_704}
+    assert totals(layer_table(nin_spec(ModelConfig(num_1x1=1), 224), 224))["params"] == 1_769_112
+    assert min_image_size() == 67
+    with FlopCounterMode(display=False) as counter:
+        tm.build_model(ModelConfig(), 224)(torch.zeros(1, 1, 224, 224))
+    assert counter.get_total_flops() == 1_524_594_704
+
+
+@pytest.mark.parametrize("cfg, size", [(ModelConfig(), 224), (ModelConfig(head="fc", final_relu=False), 96),
+                                       (ModelConfig(mid_kernel=3, num_1x1=3), 100)])
+def test_xla_cost_analysis_is_explained(cfg, size):
+    model = fm.build_model(cfg, size)
+    model.eval()
+    graph, state = nnx.split(model)
+    forward = jax.jit(lambda state, x: nnx.merge(graph, state)(x))
+    cost = forward.lower(state, jnp.zeros((1, size, size, 1))).compile().cost_analysis()
+    xla = (cost[0] if isinstance(cost, list) else cost)["flops"]
+    assert abs(xla - xla_style_flops(nin_spec(cfg, size), size)) <= 1e-6 * xla  # XLA sums in float32
+
+
+def test_too_small_input_is_refused_before_building():
+    with pytest.raises(UserError, match="the smallest input this network accepts is 67 px"):
+        tm.build_model(ModelConfig(), 28)
+    with pytest.raises(UserError, match="67 px"):
+        fm.build_model(ModelConfig(), 66)
+
+
+# ----- init laws: on a large layer the sample std is within a few percent of the formula -----
+
+BIG = ModelConfig(widths=(96, 256, 512))  # blocks.2.conv0: 512 x 256 x 3 x 3 = 1.18M weights
+
+
+def sampled(framework: str, scheme: str) -> dict[str, np.ndarray]:
+    cfg = ModelConfig(**{**BIG.__dict__, "init": scheme})
+    if framework == "torch":
+        return {n: p.detach().numpy() for n, p in tm.build_model(cfg, 96, seed=3).named_parameters()}
+    return flax_state(fm.build_model(cfg, 96, seed=3))
+
+
+@pytest.mark.parametrize("framework", ["torch", "flax"])
+@pytest.mark.parametrize("scheme", ["torch", "flax", "xavier_uniform", "kaiming_normal"])
+def test_init_distributions(framework, scheme):
+    state = sampled(framework, scheme)
+    for layer in ("blocks.2.conv0", "blocks.1.conv1"):
+        w, b = state[f"{layer}.weight"], state[f"{layer}.bias"]
+        want = weight_dist(scheme, w.shape)
+        assert abs(w.std() / want.std - 1) < 0.03, (layer, w.std(), want.std)
+        assert abs(w.mean()) < 0.03 * want.std
+        if want.kind == "uniform":
+            assert np.abs(w).max() <= want.scale
+        if want.kind == "truncated_normal":
+            assert np.abs(w).max() <= 2 * want.std / 0.87962566103423978 + 1e-7
+        bias = bias_dist(scheme, w.shape)
+        if bias.kind == "zeros":
+            assert not b.any()
+        else:
+            assert np.abs(b).max() <= bias.scale and b.std() > 0.5 * bias.std
+
+
+def test_torch_scheme_is_pytorchs_default():
+    """PyTorch's own Conv2d init is kaiming_uniform(a=sqrt(5)): bound 1/sqrt(fan_in), same as ours."""
+    conv = torch.nn.Conv2d(256, 512, 3)
+    bound = 1 / math.sqrt(256 * 9)
+    assert conv.weight.abs().max() <= bound and conv.weight.abs().max() > 0.99 * bound
+    assert weight_dist("torch", tuple(conv.weight.shape)).scale == pytest.approx(bound)

@@ -1,0 +1,75 @@
+"""compare.parity: passes for the d2l config and its variants; a broken port fails and names the layer."""
+
+import json
+
+import numpy as np
+import pytest
+
+import compare.parity as parity
+from shared.config import Config, ModelConfig
+
+CONTRACT_CHECKS = {"pipeline", "shapes", "params", "logits_torch_to_flax", "logits_flax_to_torch", "grads", "train"}
+
+
+def config(size: int = 67, **model) -> Config:
+    cfg = Config(model=ModelConfig(**model))
+    cfg.data.image_size = size
+    return cfg
+
+
+@pytest.mark.parametrize("model", [{}, {"num_1x1": 1}, {"num_1x1": 3}, {"mid_kernel": 3}, {"head": "fc"},
+                                   {"final_relu": False}], ids=str)
+def test_parity_passes(model):
+    report = parity.run_parity(config(**model), batch=4, steps=10)
+    assert set(report["checks"]) == CONTRACT_CHECKS
+    failed = {k: v for k, v in report["checks"].items() if not v["ok"]}
+    assert report["ok"], failed
+    assert report["checks"]["logits_torch_to_flax"]["max_abs_diff"] <= 1e-5
+    assert report["checks"]["grads"]["max_rel_diff"] <= 1e-4
+    assert len(report["checks"]["train"]["loss_torch"]) == 10
+
+
+def transposed(layer: str):
+    """A port that transposes one kernel the wrong way (swaps its spatial axes)."""
+    def port(state):
+        state = dict(state)
+        state[f"{layer}.weight"] = np.ascontiguousarray(state[f"{layer}.weight"].transpose(0, 1, 3, 2))
+        return state
+    return port
+
+
+def dropped_bias(layer: str):
+    def port(state):
+        state = dict(state)
+        state[f"{layer}.bias"] = np.zeros_like(state[f"{layer}.bias"])
+        return state
+    return port
+
+
+def test_broken_port_fails_and_names_the_layer():
+    cfg = config(96, init="torch")  # nonzero biases, so a dropped one shows
+    report = parity.run_parity(cfg, batch=4, steps=2, torch_to_flax=transposed("blocks.1.conv0"))
+    assert not report["ok"] and not report["checks"]["logits_torch_to_flax"]["ok"]
+    assert report["checks"]["logits_torch_to_flax"]["first_diverging_layer"] == "blocks.1.conv0"
+    report = parity.run_parity(cfg, batch=4, steps=2, flax_to_torch=dropped_bias("blocks.2.conv1"))
+    assert report["checks"]["logits_flax_to_torch"]["first_diverging_layer"] == "blocks.2.conv1"
+
+
+def test_cli_exit_codes_and_json(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "parity.json"
+    assert parity.main(["--image-size", "67", "--batch", "4", "--steps", "3", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["checks"]) == CONTRACT_CHECKS and report["ok"] is True
+    for key, fields in {"pipeline": {"ok", "max_abs_diff"}, "params": {"ok", "torch", "flax", "analytic"},
+                        "logits_flax_to_torch": {"ok", "max_abs_diff", "max_abs_logit"},
+                        "grads": {"ok", "max_rel_diff"},
+                        "train": {"ok", "steps", "loss_torch", "loss_flax", "max_rel_diff"}}.items():
+        assert fields <= set(report["checks"][key]), key
+    assert {"name", "torch", "flax", "analytic"} <= set(report["checks"]["shapes"]["layers"][0])
+    assert "parity: OK" in capsys.readouterr().out
+
+    real = parity.run_parity
+    monkeypatch.setattr(parity, "run_parity",
+                        lambda *a, **k: real(*a, **k, torch_to_flax=transposed("blocks.0.conv0")))
+    assert parity.main(["--image-size", "67", "--batch", "4", "--steps", "2"]) == 1
+    assert "first diverging layer: blocks.0.conv0" in capsys.readouterr().out

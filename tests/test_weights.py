@@ -1,0 +1,107 @@
+"""The portable weights format: round trips, loud errors, and d2l state_dicts."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nin_flax.model as fm
+import nin_flax.weights as fw
+import nin_torch.model as tm
+import nin_torch.weights as tw
+from compare.convert import d2l_to_canonical, flax_to_torch, torch_to_flax
+from shared.config import ModelConfig
+from shared.errors import UserError
+from shared.weights import load_portable, saved_model_config
+
+from .conftest import assert_user_error
+
+
+def test_round_trip_torch_file_flax_file_torch_is_bit_exact(tmp_path):
+    cfg = ModelConfig(head="fc")
+    original = tm.build_model(cfg, 96, seed=5)
+    tw.save(original, tmp_path / "a.safetensors", cfg, 96)
+    flax_model = fm.build_model(cfg, 96, seed=6)
+    fw.load_into(flax_model, tmp_path / "a.safetensors", cfg, 96)
+    fw.save(flax_model, tmp_path / "b.safetensors", cfg, 96)
+    back = tm.build_model(cfg, 96, seed=7)
+    tw.load_into(back, tmp_path / "b.safetensors", cfg, 96)
+    for name, p in original.state_dict().items():
+        assert torch.equal(p, back.state_dict()[name]), name
+    _, metadata = load_portable(tmp_path / "b.safetensors")
+    assert metadata["framework"] == "flax" and saved_model_config(metadata) == (cfg, 96)
+
+
+def test_pure_conversion_functions_transpose_and_check():
+    cfg = ModelConfig(head="fc")
+    state = tw.state_of(tm.build_model(cfg, 96))
+    flax_layout = torch_to_flax(state, cfg, 96)
+    assert flax_layout["blocks.0.conv0.kernel"].shape == (11, 11, 1, 96)
+    assert flax_layout["fc.kernel"].shape == state["fc.weight"].shape[::-1]
+    back = flax_to_torch(flax_layout, cfg, 96)
+    assert all(np.array_equal(back[k], state[k]) for k in state)
+    native = {".".join(map(str, p)): np.asarray(v.get_value()) for p, v in
+              __import__("flax").nnx.to_flat_state(__import__("flax").nnx.state(fm.build_model(cfg, 96)))
+              if p[-1] in ("kernel", "bias")}
+    assert set(native) == set(flax_layout)
+
+
+def test_wrong_architecture_names_each_tensor(tmp_path):
+    tw.save(tm.build_model(ModelConfig(num_1x1=1), 96), tmp_path / "one.safetensors", ModelConfig(num_1x1=1), 96)
+    with pytest.raises(UserError) as info:
+        tw.load_into(tm.build_model(ModelConfig(), 96), tmp_path / "one.safetensors", ModelConfig(), 96)
+    assert "missing blocks.0.conv2.weight" in str(info.value) and "missing blocks.3.conv2.bias" in str(info.value)
+    state = tw.state_of(tm.build_model(ModelConfig(), 96))
+    state["blocks.1.conv0.weight"] = state["blocks.1.conv0.weight"][:, :, :3, :3]
+    state["extra.weight"] = np.zeros(3, np.float32)
+    with pytest.raises(UserError) as info:
+        fw.load_state(fm.build_model(ModelConfig(), 96), state)
+    assert "blocks.1.conv0.weight has shape [256, 96, 3, 3], expected [256, 96, 5, 5]" in str(info.value)
+    assert "unexpected extra.weight" in str(info.value)
+
+
+def test_other_architecture_via_cli_is_a_user_error(tmp_path, cli):
+    cfg = ModelConfig(num_1x1=1)
+    tw.save(tm.build_model(cfg, 96), tmp_path / "one.safetensors", cfg, 96)
+    result = cli("compare.parity", "--image-size", "67", "--weights", str(tmp_path / "one.safetensors"))
+    assert_user_error(result, "missing blocks.0.conv2.weight")
+    assert_user_error(cli("compare.parity", "--image-size", "67", "--weights", str(tmp_path / "nope.st")),
+                      "does not exist")
+
+
+def d2l_nin(num_1x1: int = 2) -> nn.Sequential:
+    """NiN exactly as d2l writes it (nn.Sequential of nin_blocks)."""
+    def nin_block(in_ch, out_ch, kernel, stride, padding):
+        layers = [nn.Conv2d(in_ch, out_ch, kernel, stride, padding), nn.ReLU()]
+        for _ in range(num_1x1):
+            layers += [nn.Conv2d(out_ch, out_ch, kernel_size=1), nn.ReLU()]
+        return nn.Sequential(*layers)
+
+    return nn.Sequential(
+        nin_block(1, 96, 11, 4, 0), nn.MaxPool2d(3, stride=2),
+        nin_block(96, 256, 5, 1, 2), nn.MaxPool2d(3, stride=2),
+        nin_block(256, 384, 3, 1, 1), nn.MaxPool2d(3, stride=2), nn.Dropout(0.5),
+        nin_block(384, 10, 3, 1, 1), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
+
+
+@pytest.mark.parametrize("num_1x1", [2, 1])
+def test_d2l_state_dict_converts_to_the_same_logits(tmp_path, num_1x1, cli):
+    torch.manual_seed(0)
+    d2l = d2l_nin(num_1x1).eval()
+    torch.save(d2l.state_dict(), tmp_path / "d2l.pt")
+    x = torch.rand(4, 1, 96, 96)
+    state, cfg = d2l_to_canonical({k: v.numpy() for k, v in torch.load(tmp_path / "d2l.pt").items()})
+    assert cfg == ModelConfig(num_1x1=num_1x1)
+    ours = tm.build_model(cfg, 96).eval()
+    tw.load_state(ours, state)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), d2l(x), atol=1e-6, rtol=0)
+    flax_model = fm.build_model(cfg, 96)
+    flax_model.eval()
+    fw.load_state(flax_model, state)
+    flax_logits = np.asarray(flax_model(jnp.asarray(x.numpy().transpose(0, 2, 3, 1))))
+    assert np.abs(flax_logits - d2l(x).detach().numpy()).max() < 1e-5
+    result = cli("compare.convert", str(tmp_path / "d2l.pt"), str(tmp_path / "w.safetensors"))
+    assert result.returncode == 0, result.stderr
+    assert saved_model_config(load_portable(tmp_path / "w.safetensors")[1])[0] == cfg
