@@ -1,5 +1,7 @@
 """The training and evaluation steps for flax: preprocessing on the device, loss, update, all in one
-nnx.jit. Twin of nin_torch/steps.py. A step returns device arrays (summed loss, correct count)."""
+nnx.jit. Twin of nin_torch/steps.py. A step returns one device vector: no host sync per step. Training steps
+return (summed loss, correct count, collapsed) where collapsed is 1 when the batch's predictions are all one
+class or its logits all zero; evaluation steps return (summed loss, correct count)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,12 @@ from nin_flax.data import preprocess
 from nin_flax.optim import loss_fn
 from shared.config import Config
 
-Step = Callable[..., tuple[jax.Array, jax.Array]]
+Step = Callable[..., jax.Array]
+
+
+def collapsed(logits: jax.Array) -> jax.Array:
+    pred = logits.argmax(-1)
+    return ((pred == pred[0]).all() | (logits == 0).all()).astype(jnp.float32)
 
 
 def compute_dtype(cfg: Config):
@@ -34,7 +41,8 @@ def make_train_step(cfg: Config) -> Step:
 
         (loss, logits), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)
         optimizer.update(model, grads)
-        return loss * labels.shape[0], (logits.argmax(-1) == labels).sum()
+        correct = (logits.argmax(-1) == labels).sum().astype(jnp.float32)
+        return jnp.stack([loss * labels.shape[0], correct, collapsed(logits)])
 
     return train_step
 
@@ -46,6 +54,7 @@ def make_eval_step(cfg: Config) -> Step:
     def eval_step(model: nnx.Module, images: jax.Array, labels: jax.Array):
         model.eval()
         logits = model(preprocess(images, size, normalize))
-        return loss_fn(logits, labels, 0.0) * labels.shape[0], (logits.argmax(-1) == labels).sum()
+        correct = (logits.argmax(-1) == labels).sum().astype(jnp.float32)
+        return jnp.stack([loss_fn(logits, labels, 0.0) * labels.shape[0], correct])
 
     return eval_step

@@ -1,5 +1,7 @@
 """The training and evaluation steps for torch: preprocessing on the device, loss, update. Twin of
-nin_flax/steps.py. A step returns device tensors (summed loss, correct count): no host sync per step."""
+nin_flax/steps.py. A step returns one device vector: no host sync per step. Training steps return
+(summed loss, correct count, collapsed) where collapsed is 1 when the batch's predictions are all one class
+or its logits all zero; evaluation steps return (summed loss, correct count)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,12 @@ from nin_torch.data import preprocess
 from nin_torch.optim import clip_gradients, loss_fn
 from shared.config import Config
 
-Step = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def collapsed(logits: torch.Tensor) -> torch.Tensor:
+    pred = logits.argmax(1)
+    return ((pred == pred[0]).all() | (logits == 0).all()).float()
 
 
 def autocast(cfg: Config, device: torch.device):
@@ -24,7 +31,7 @@ def autocast(cfg: Config, device: torch.device):
 def make_train_step(model: torch.nn.Module, optimizer, scheduler, cfg: Config, device: torch.device) -> Step:
     size, normalize, smoothing = cfg.data.image_size, cfg.data.normalize, cfg.train.label_smoothing
 
-    def train_step(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         model.train()
         x = preprocess(images, size, normalize)
         with autocast(cfg, device):
@@ -35,7 +42,9 @@ def make_train_step(model: torch.nn.Module, optimizer, scheduler, cfg: Config, d
         clip_gradients(model, cfg.train.clip_grad_norm)
         optimizer.step()
         scheduler.step()
-        return loss.detach() * len(labels), (logits.argmax(1) == labels).sum()
+        logits = logits.detach()
+        correct = (logits.argmax(1) == labels).sum().float()
+        return torch.stack([loss.detach() * len(labels), correct, collapsed(logits)])
 
     return train_step
 
@@ -44,12 +53,12 @@ def make_eval_step(model: torch.nn.Module, cfg: Config, device: torch.device) ->
     size, normalize = cfg.data.image_size, cfg.data.normalize
 
     @torch.no_grad()
-    def eval_step(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def eval_step(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         model.eval()
         x = preprocess(images, size, normalize)
         with autocast(cfg, device):
             logits = model(x)
         loss = loss_fn(logits, labels, 0.0)
-        return loss * len(labels), (logits.argmax(1) == labels).sum()
+        return torch.stack([loss * len(labels), (logits.argmax(1) == labels).sum().float()])
 
     return eval_step

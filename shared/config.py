@@ -277,3 +277,18 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"error: {message}; see --help\n")
+
+
+def parse_train_args(argv: list[str] | None, framework: str) -> Config:
+    """The trainers' command line, identical for both frameworks."""
+    import time
+
+    parser = ArgumentParser(prog=f"python -m nin_{framework}.train",
+                            description=f"Train NiN on Fashion-MNIST with {framework}; the flags are the same for "
+                                        "both frameworks. Preset, then --config TOML, then flags.")
+    add_config_flags(parser)
+    cfg = config_from_args(parser.parse_args(argv))
+    if cfg.run.resume and not cfg.run.out:
+        raise UserError("--resume needs --out: the run directory to continue")
+    cfg.run.out = cfg.run.out or f"runs/{framework}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return cfg

@@ -1,0 +1,203 @@
+"""The training loop both trainers share: epochs in the shared order, progress, guards, outputs, resume.
+
+A framework plugs in through `Backend` (nin_torch/train.py, nin_flax/train.py). The host reads the
+device only every SYNC_EVERY steps (progress bar, divergence and collapse guards), never per step.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from shared.config import Config
+from shared.data import batches_per_epoch, epoch_order
+from shared.rundir import RunDir
+
+SYNC_EVERY = 20
+COLLAPSE_STEPS = 100  # predictions of one class (or all-zero logits) for this long: warn
+EXIT_DIVERGED, EXIT_INTERRUPTED = 3, 130
+
+
+class Backend(Protocol):
+    framework: str
+    device_name: str
+    param_count: int
+    n_train: int
+    n_test: int
+
+    def train_step(self, indices: np.ndarray) -> Any: ...  # device (loss_sum, correct, collapsed)
+    def eval_batch(self, indices: np.ndarray) -> Any: ...  # device (loss_sum, correct)
+    def fetch(self, values: list[Any]) -> np.ndarray: ...  # host sync: [len(values), k] float64
+    def lr_at(self, step: int) -> float: ...
+    def save_checkpoint(self, path: Path, progress: dict) -> None: ...
+    def load_checkpoint(self, path: Path) -> dict: ...
+    def save_weights(self, path: Path) -> None: ...
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # the epoch under way (0-based)
+    batch: int = 0  # next batch within it
+    step: int = 0  # optimizer steps done in total
+    loss_sum: float = 0.0  # over this epoch so far
+    correct: float = 0.0
+    seen: int = 0
+    train_seconds: float = 0.0  # this epoch so far
+    total_seconds: float = 0.0
+    collapsed_steps: int = 0
+    warned_collapse: bool = False
+
+
+class StopFlag:
+    """Ctrl-C (or SIGTERM) asks the loop to stop after the current step; a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+def progress_bar(total: int, initial: int, enabled: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False, dynamic_ncols=True,
+                disable=not (enabled and sys.stderr.isatty()))
+
+
+def collapse_hint(cfg: Config) -> str:
+    return (f"warning: the predictions have been one class (or the logits all zero) for {COLLAPSE_STEPS} steps: "
+            f"the net is stuck at chance (loss ln 10 = 2.303, accuracy 10%)"
+            + (", typically because the final ReLU before global pooling has zeroed the logits" if
+               cfg.model.final_relu else "")
+            + ". Try --init kaiming_normal, a lower --lr" + (", or --no-final-relu" if cfg.model.final_relu else ""))
+
+
+def evaluate(backend: Backend, batch_size: int) -> tuple[float, float]:
+    indices = np.arange(backend.n_test)
+    results = [backend.eval_batch(indices[i:i + batch_size]) for i in range(0, backend.n_test, batch_size)]
+    totals = backend.fetch(results).sum(axis=0)
+    return totals[0] / backend.n_test, totals[1] / backend.n_test
+
+
+def run_epoch(backend: Backend, cfg: Config, p: Progress, total_steps: int, stop: StopFlag) -> str:
+    """Train until the epoch ends, the step budget is spent, the loss is not finite, or a stop is asked."""
+    batch, steps_per_epoch = cfg.data.batch_size, batches_per_epoch(backend.n_train, cfg.data.batch_size)
+    order = epoch_order(cfg.train.seed, p.epoch, backend.n_train)
+    bar = progress_bar(min(steps_per_epoch, p.batch + total_steps - p.step), p.batch, cfg.run.progress,
+                       f"epoch {p.epoch + 1}/{cfg.train.epochs}")
+    pending, start = [], time.perf_counter()
+    try:
+        while p.batch < steps_per_epoch and p.step < total_steps and not stop.requested:
+            pending.append(backend.train_step(order[p.batch * batch:(p.batch + 1) * batch]))
+            p.batch, p.step = p.batch + 1, p.step + 1
+            if len(pending) == SYNC_EVERY or p.batch == steps_per_epoch or p.step == total_steps:
+                values = backend.fetch(pending)
+                n = len(pending)
+                pending = []
+                if not np.isfinite(values[:, 0]).all():
+                    return "diverged"
+                p.loss_sum += values[:, 0].sum()
+                p.correct += values[:, 1].sum()
+                p.seen += n * batch
+                p.collapsed_steps = p.collapsed_steps + n if values[:, 2].all() else 0
+                if p.collapsed_steps >= COLLAPSE_STEPS and not p.warned_collapse:
+                    bar.write(collapse_hint(cfg), file=sys.stderr)
+                    p.warned_collapse = True
+                elapsed = p.train_seconds + time.perf_counter() - start
+                bar.set_postfix(loss=f"{p.loss_sum / p.seen:.3f}", acc=f"{p.correct / p.seen:.3f}",
+                                ex_s=f"{p.seen / elapsed:.0f}")
+                bar.update(n)
+        if pending:  # stopped between syncs: account for the steps already taken
+            values = backend.fetch(pending)
+            p.loss_sum, p.correct, p.seen = p.loss_sum + values[:, 0].sum(), p.correct + values[:, 1].sum(), \
+                p.seen + len(pending) * batch
+    finally:
+        bar.close()
+        p.train_seconds += time.perf_counter() - start
+    return "interrupted" if stop.requested and p.batch < steps_per_epoch else "ok"
+
+
+def end_epoch(backend: Backend, cfg: Config, run: RunDir, p: Progress, eval_start: float) -> dict:
+    test_loss, test_acc = evaluate(backend, cfg.data.batch_size)
+    row = {"epoch": p.epoch + 1, "step": p.step, "train_loss": p.loss_sum / max(p.seen, 1),
+           "train_acc": p.correct / max(p.seen, 1), "test_loss": test_loss, "test_acc": test_acc,
+           "examples_per_sec": p.seen / max(p.train_seconds, 1e-9), "lr": backend.lr_at(max(p.step - 1, 0)),
+           "seconds": p.total_seconds + time.perf_counter() - eval_start}
+    run.append_metrics(row)
+    print(f"epoch {row['epoch']}  loss {row['train_loss']:.3f}  train acc {row['train_acc']:.3f}  "
+          f"test acc {row['test_acc']:.3f}  {row['examples_per_sec']:.1f} examples/sec on {backend.device_name}",
+          flush=True)
+    return row
+
+
+def train(backend: Backend, cfg: Config, run: RunDir) -> int:
+    """Run (or resume) the whole training; returns the exit code (0, 3 diverged, 130 interrupted)."""
+    steps_per_epoch = batches_per_epoch(backend.n_train, cfg.data.batch_size)
+    total_steps = min(cfg.train.epochs * steps_per_epoch, cfg.train.max_steps or math.inf)
+    p = Progress()
+    if cfg.run.resume:
+        p = Progress(**backend.load_checkpoint(run.checkpoint))
+        run.keep_metrics_through(p.epoch)
+        print(f"resuming {run.path} at epoch {p.epoch + 1}, batch {p.batch}, step {p.step}")
+    run.write_config(cfg, backend.framework)
+    print(f"{backend.framework}: NiN with {backend.param_count:,} params on {backend.device_name}, "
+          f"{cfg.run.precision}; {backend.n_train} training examples, {steps_per_epoch} steps per epoch, "
+          f"{int(total_steps)} steps in all; writing {run.path}", flush=True)
+    status, clock = "ok", time.perf_counter()
+    with StopFlag() as stop:
+        while p.epoch < cfg.train.epochs and p.step < total_steps:
+            status = run_epoch(backend, cfg, p, total_steps, stop)
+            if status != "ok":
+                break
+            end_epoch(backend, cfg, run, p, clock)
+            p = Progress(epoch=p.epoch + 1, step=p.step, total_seconds=p.total_seconds + time.perf_counter() - clock,
+                         collapsed_steps=p.collapsed_steps, warned_collapse=p.warned_collapse)
+            clock = time.perf_counter()
+            backend.save_checkpoint(run.checkpoint, asdict(p))
+            run.plot_curves(f"{backend.framework} {cfg.data.image_size}px")
+        if status == "interrupted":
+            p.total_seconds += time.perf_counter() - clock
+            backend.save_checkpoint(run.checkpoint, asdict(p))
+    return finish(backend, cfg, run, p, status)
+
+
+def finish(backend: Backend, cfg: Config, run: RunDir, p: Progress, status: str) -> int:
+    metrics = run.read_metrics()
+    last = metrics[-1] if metrics else {}
+    if status == "ok":
+        backend.save_weights(run.path / "weights.safetensors")
+    summary = {"framework": backend.framework, "device": backend.device_name, "precision": cfg.run.precision,
+               "param_count": backend.param_count, "epochs": len(metrics), "steps": p.step,
+               **{k: last.get(k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")},
+               "examples_per_sec": (sum(m["examples_per_sec"] for m in metrics) / len(metrics)) if metrics else None,
+               "seconds": last.get("seconds"), "status": status}
+    run.write_summary(summary)
+    if status == "diverged":
+        print(f"diverged: the loss is not finite near step {p.step} (lr {backend.lr_at(p.step):.3g}); lower --lr, "
+              f"add --warmup-steps or --clip-grad-norm. The last good checkpoint is kept in {run.path}",
+              file=sys.stderr)
+        return EXIT_DIVERGED
+    if status == "interrupted":
+        print(f"interrupted at epoch {p.epoch + 1}, step {p.step}: checkpoint written; continue with "
+              f"--resume --out {run.path}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"done: test acc {summary['test_acc']:.4f} after {summary['epochs']} epochs; {run.path}")
+    return 0
