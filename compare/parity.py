@@ -183,9 +183,8 @@ def train_check(sides: Sides, port: Port, steps: int, batch: int) -> dict:
     for k in range(steps):
         idx = order[(k * batch) % (len(order) - batch):][:batch]
         ti, tl = sides.t_train.batch(sides.torch.from_numpy(idx).to(sides.tdev))
-        fi, fl = sides.f_train.batch(idx)
         loss_t.append(float(t_step(ti, tl)[0]) / batch)
-        loss_f.append(float(f_step(fmodel, f_opt, fi, fl)[0]) / batch)
+        loss_f.append(float(f_step(fmodel, f_opt, sides.f_train.images, sides.f_train.labels, idx)[0]) / batch)
     rel = max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(loss_t, loss_f, strict=True))
     return {"ok": rel <= TOL_TRAIN, "steps": steps, "loss_torch": loss_t, "loss_flax": loss_f, "max_rel_diff": rel}
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import jax
 
+from shared.data import cache_dir
 from shared.errors import UserError
+
+
+def enable_compilation_cache() -> None:
+    """Keep XLA's compiled steps on disk: a second run of the same config skips the compile."""
+    jax.config.update("jax_compilation_cache_dir", str((cache_dir() / "jax").resolve()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def select_device(choice: str) -> jax.Device:

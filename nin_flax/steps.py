@@ -31,8 +31,11 @@ def make_train_step(cfg: Config) -> Step:
     size, normalize, smoothing = cfg.data.image_size, cfg.data.normalize, cfg.train.label_smoothing
 
     @nnx.jit
-    def train_step(model: nnx.Module, optimizer: nnx.Optimizer, images: jax.Array, labels: jax.Array):
+    def train_step(model: nnx.Module, optimizer: nnx.Optimizer, images: jax.Array, labels: jax.Array,
+                   indices: jax.Array):
+        """One step on images[indices]: the whole uint8 split stays on the device; only indices move."""
         model.train()
+        images, labels = images[indices], labels[indices]
         x = preprocess(images, size, normalize)
 
         def loss_of(model):
@@ -51,8 +54,9 @@ def make_eval_step(cfg: Config) -> Step:
     size, normalize = cfg.data.image_size, cfg.data.normalize
 
     @nnx.jit
-    def eval_step(model: nnx.Module, images: jax.Array, labels: jax.Array):
+    def eval_step(model: nnx.Module, images: jax.Array, labels: jax.Array, indices: jax.Array):
         model.eval()
+        images, labels = images[indices], labels[indices]
         logits = model(preprocess(images, size, normalize))
         correct = (logits.argmax(-1) == labels).sum().astype(jnp.float32)
         return jnp.stack([loss_fn(logits, labels, 0.0) * labels.shape[0], correct])

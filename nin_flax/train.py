@@ -17,7 +17,7 @@ from nin_flax import weights
 from nin_flax.data import DeviceData
 from nin_flax.model import build_model
 from nin_flax.optim import make_optimizer
-from nin_flax.runtime import device_name, select_device, set_precision
+from nin_flax.runtime import device_name, enable_compilation_cache, select_device, set_precision
 from nin_flax.steps import compute_dtype, make_eval_step, make_train_step
 from shared.config import Config, parse_train_args
 from shared.data import batches_per_epoch
@@ -41,6 +41,7 @@ class FlaxBackend:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
+        enable_compilation_cache()
         self.device = select_device(cfg.run.device)
         self.device_name = device_name(self.device)
         set_precision(cfg.run.precision)
@@ -62,14 +63,15 @@ class FlaxBackend:
         self._eval_step = make_eval_step(cfg)
 
     def train_step(self, indices: np.ndarray) -> jax.Array:
-        images, labels = self.train_data.batch(jax.device_put(indices, self.device))
-        return self._train_step(self.model, self.optimizer, images, labels)
+        data = self.train_data
+        return self._train_step(self.model, self.optimizer, data.images, data.labels, indices.astype(np.int32))
 
     def eval_batch(self, indices: np.ndarray) -> jax.Array:
-        return self._eval_step(self.model, *self.test_data.batch(jax.device_put(indices, self.device)))
+        data = self.test_data
+        return self._eval_step(self.model, data.images, data.labels, indices.astype(np.int32))
 
     def fetch(self, values: list[jax.Array]) -> np.ndarray:
-        return np.asarray(jnp.stack(values), dtype=np.float64)
+        return np.stack(jax.device_get(values)).astype(np.float64)
 
     def lr_at(self, step: int) -> float:
         return self.cfg.train.lr * float(lr_factor(step, self.cfg.train, self.total_steps, np))

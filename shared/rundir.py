@@ -39,13 +39,13 @@ class RunDir:
                             f"or give the --out of an earlier run")
         if not resume and self.checkpoint.exists():
             raise UserError(f"{self.path} already holds a run; pass --resume to continue it or choose another --out")
-        self.path.mkdir(parents=True, exist_ok=True)
 
     @property
     def metrics_path(self) -> Path:
         return self.path / "metrics.jsonl"
 
     def write_config(self, cfg: Config, framework: str) -> None:
+        """The first write of a run: the folder appears only once the run has really started."""
         atomic_write(self.path / "config.json", json.dumps({"framework": framework, **cfg.to_dict()}, indent=2))
 
     def read_metrics(self) -> list[dict[str, Any]]:
