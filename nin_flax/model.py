@@ -45,6 +45,14 @@ def conv(c: ConvSpec, init: str, dtype, rngs: nnx.Rngs) -> nnx.Conv:
                     bias_init=sampler(bias_dist(init, canonical)), dtype=dtype, rngs=rngs)
 
 
+def pointwise(conv: nnx.Conv, x: jax.Array) -> jax.Array:
+    """A 1x1 conv as a matmul over channels, with the conv's own parameters: XLA:CPU runs this about twice
+    as fast as its convolution (whose weight gradient is slow there); on a GPU both are one matmul."""
+    dtype = conv.dtype or x.dtype
+    kernel, bias = conv.kernel[...].astype(dtype), conv.bias[...].astype(dtype)
+    return jnp.einsum("nhwc,co->nhwo", x.astype(dtype), kernel[0, 0], precision=conv.precision) + bias
+
+
 class NiNBlock(nnx.Module):
     """One conv of the block's size, then the 1x1 ('mid') convs, each followed by a ReLU."""
 
@@ -55,7 +63,8 @@ class NiNBlock(nnx.Module):
 
     def __call__(self, x: jax.Array, taps: Taps = None) -> jax.Array:
         for c in self.specs:
-            x = getattr(self, c.name.rsplit(".", 1)[1])(x)
+            layer = getattr(self, c.name.rsplit(".", 1)[1])
+            x = pointwise(layer, x) if c.kernel == 1 else layer(x)
             if c.relu:
                 x = nnx.relu(x)
             _tap(taps, c.name, x)

@@ -18,8 +18,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     # Sized for a 2-core CPU: about ten minutes per framework (README gives the measured accuracy).
     "cpu": {
-        "data": {"image_size": 67, "batch_size": 128, "test_limit": 2000},
-        "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 2, "schedule": "cosine", "warmup_steps": 50},
+        "data": {"image_size": 67, "batch_size": 128},
+        "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 3, "schedule": "cosine", "warmup_steps": 100},
     },
     # A few seconds: CI, the demo's smoke runs and the tests.
     "smoke": {
