@@ -30,10 +30,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 demo: setup
-	$(PY) -m compare.parity --image-size 96 --batch 8 --steps 20 --json runs/demo/parity.json
-	$(PY) -m nin_torch.train --preset cpu --out runs/demo/torch
-	$(PY) -m nin_flax.train --preset cpu --out runs/demo/flax
-	$(PY) -m compare.report runs/demo/torch runs/demo/flax --out runs/demo/report.png
+	bash scripts/demo.sh $(PY)
 
 clean-runs:
 	rm -rf runs/demo

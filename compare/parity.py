@@ -242,6 +242,16 @@ def run_parity(cfg: Config, batch: int = 8, steps: int = 20, weights: str | None
     checks["grads"] = grads_check(tmodel, f_from_t, xt_d, yt, xf_d, yf, float64=True)
     checks["train"] = train_check(sides, to_flax, steps, batch)
     info = {"grads_fp32_max_rel_diff": grads_check(tmodel, f_from_t, xt, yt, xf, yf, float64=False)["max_rel_diff"]}
+    if sides.tdev.type == "cuda":  # GPUs default to TF32 convolutions: the diff users get without our setting
+        from nin_flax.runtime import set_precision as flax_precision
+        from nin_torch.runtime import set_precision as torch_precision
+
+        torch_precision("tf32")
+        flax_precision("tf32")
+        info["logits_default_precision_max_abs_diff"] = logits_check(
+            *forward_both(sides, tmodel, f_from_t, xt, xf))["max_abs_diff"]
+        torch_precision("fp32")
+        flax_precision("fp32")
     return {"ok": all(c["ok"] for c in checks.values()), "config": cfg.to_dict(),
             "device": {"torch": str(sides.tdev), "flax": str(sides.fdev)}, "checks": checks, "info": info}
 
@@ -275,6 +285,9 @@ def print_report(report: dict) -> None:
     t = c["train"]
     print(f"{_flag(t['ok'])} train      {t['steps']} steps, loss max relative diff {t['max_rel_diff']:.3g}; "
           f"loss {t['loss_torch'][0]:.4f} -> torch {t['loss_torch'][-1]:.4f} / flax {t['loss_flax'][-1]:.4f}")
+    if "logits_default_precision_max_abs_diff" in report["info"]:
+        print(f"info       logits torch->flax at the GPUs' default (TF32) precision: max abs diff "
+              f"{report['info']['logits_default_precision_max_abs_diff']:.3g}")
     print("parity: OK" if report["ok"] else "parity: FAILED")
 
 

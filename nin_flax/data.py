@@ -81,11 +81,13 @@ def preprocess(images: jax.Array, image_size: int, normalize: bool = False) -> j
 class DeviceData:
     """One split as uint8 on the device; batches are gathered by IDX index."""
 
-    def __init__(self, split: str, data_dir: str | None, limit: int | None, device: jax.Device | None = None):
+    def __init__(self, split: str, data_dir: str | None, limit: int | None,
+                 placement: jax.Device | jax.sharding.Sharding | None = None):
+        """`placement`: a device, or a sharding (replicated over a data-parallel mesh)."""
         images, labels = load_split(split, data_dir)
         n = split_limit(split, limit)
-        self.images = jax.device_put(np.ascontiguousarray(images[:n]), device)
-        self.labels = jax.device_put(labels[:n].astype(np.int32), device)
+        self.images = jax.device_put(np.ascontiguousarray(images[:n]), placement)
+        self.labels = jax.device_put(labels[:n].astype(np.int32), placement)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

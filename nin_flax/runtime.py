@@ -27,6 +27,17 @@ def select_device(choice: str) -> jax.Device:
     return jax.devices("cpu")[0]
 
 
+def select_devices(choice: str, count: int | None) -> list[jax.Device]:
+    """The devices of the chosen platform for data parallelism: all of them, or the first `count`."""
+    first = select_device(choice)
+    available = list(jax.devices(first.platform))
+    count = count or len(available)
+    if count > len(available):
+        raise UserError(f"--devices {count}, but jax sees {len(available)} {first.platform} device(s); "
+                        f"use --devices {len(available)} or fewer")
+    return available[:count]
+
+
 def set_precision(precision: str) -> None:
     """fp32 means full fp32 (XLA defaults to TF32 for convolutions on recent GPUs); tf32 allows it."""
     jax.config.update("jax_default_matmul_precision", "tensorfloat32" if precision == "tf32" else "highest")

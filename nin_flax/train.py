@@ -1,5 +1,11 @@
 """`python -m nin_flax.train`: train NiN on Fashion-MNIST with Flax (nnx). Twin of nin_torch/train.py; the
-flags, the loop (shared.loop) and the output files are the same."""
+flags, the loop (shared.loop) and the output files are the same.
+
+Data-parallel without a launcher: every visible device of the chosen platform (or --devices N of them) forms
+a 1-D mesh; each batch's indices are sharded over it, parameters and the uint8 dataset are replicated, and
+XLA inserts the gradient all-reduce. --batch-size stays the GLOBAL batch. Several hosts: call
+jax.distributed.initialize() before anything else (see README).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from nin_flax import weights
 from nin_flax.data import DeviceData
 from nin_flax.model import build_model
 from nin_flax.optim import make_optimizer
-from nin_flax.runtime import device_name, enable_compilation_cache, select_device, set_precision
+from nin_flax.runtime import device_name, enable_compilation_cache, select_devices, set_precision
 from nin_flax.steps import compute_dtype, make_eval_step, make_train_step
 from shared.config import Config, parse_train_args
 from shared.data import batches_per_epoch
@@ -42,11 +49,19 @@ class FlaxBackend:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         enable_compilation_cache()
-        self.device = select_device(cfg.run.device)
-        self.device_name = device_name(self.device)
+        self.is_main = jax.process_index() == 0
+        devices = select_devices(cfg.run.device, cfg.run.devices)
+        self.device, self.n_devices = devices[0], len(devices)
+        if cfg.data.batch_size % self.n_devices:
+            raise UserError(f"--batch-size {cfg.data.batch_size} (the global batch) does not split over "
+                            f"{self.n_devices} devices; use a multiple of {self.n_devices} or --devices")
+        mesh = Mesh(np.array(devices), ("data",))
+        self.replicated = NamedSharding(mesh, PartitionSpec())
+        self.sharded = NamedSharding(mesh, PartitionSpec("data"))
+        self.device_name = device_name(self.device) + (f" x {self.n_devices}" if self.n_devices > 1 else "")
         set_precision(cfg.run.precision)
-        self.train_data = DeviceData("train", cfg.data.data_dir, cfg.data.train_limit, self.device)
-        self.test_data = DeviceData("test", cfg.data.data_dir, cfg.data.test_limit, self.device)
+        self.train_data = DeviceData("train", cfg.data.data_dir, cfg.data.train_limit, self.replicated)
+        self.test_data = DeviceData("test", cfg.data.data_dir, cfg.data.test_limit, self.replicated)
         self.n_train, self.n_test = len(self.train_data), len(self.test_data)
         if self.n_train < cfg.data.batch_size:
             raise UserError(f"--batch-size {cfg.data.batch_size} exceeds the {self.n_train} training examples; "
@@ -58,17 +73,24 @@ class FlaxBackend:
             steps = batches_per_epoch(self.n_train, cfg.data.batch_size) * cfg.train.epochs
             self.total_steps = min(steps, cfg.train.max_steps or steps)
             self.optimizer = nnx.Optimizer(self.model, make_optimizer(cfg.train, self.total_steps), wrt=nnx.Param)
+        for obj in (self.model, self.optimizer):
+            nnx.update(obj, jax.device_put(nnx.state(obj), self.replicated))
         self.param_count = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(self.model, nnx.Param)))
         self._train_step = make_train_step(cfg)
         self._eval_step = make_eval_step(cfg)
 
+    def _place(self, indices: np.ndarray) -> jax.Array:
+        """Indices sharded over the mesh (replicated when a short last batch does not split)."""
+        sharding = self.sharded if len(indices) % self.n_devices == 0 else self.replicated
+        return jax.device_put(indices.astype(np.int32), sharding)
+
     def train_step(self, indices: np.ndarray) -> jax.Array:
         data = self.train_data
-        return self._train_step(self.model, self.optimizer, data.images, data.labels, indices.astype(np.int32))
+        return self._train_step(self.model, self.optimizer, data.images, data.labels, self._place(indices))
 
     def eval_batch(self, indices: np.ndarray) -> jax.Array:
         data = self.test_data
-        return self._eval_step(self.model, data.images, data.labels, indices.astype(np.int32))
+        return self._eval_step(self.model, data.images, data.labels, self._place(indices))
 
     def fetch(self, values: list[jax.Array]) -> np.ndarray:
         return np.stack(jax.device_get(values)).astype(np.float64)
@@ -110,7 +132,7 @@ class FlaxBackend:
         for obj, key in ((self.model, "model"), (self.optimizer, "optimizer")):
             state = nnx.state(obj)
             nnx.replace_by_pure_dict(state, restored[key])
-            nnx.update(obj, state)
+            nnx.update(obj, jax.device_put(state, self.replicated))
         return json.loads((path / "progress.json").read_text())
 
     def save_weights(self, path: Path) -> None:

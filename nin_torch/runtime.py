@@ -7,13 +7,27 @@ import torch
 from shared.errors import UserError
 
 
-def select_device(choice: str) -> torch.device:
-    """auto: a CUDA GPU if there is one, else the CPU; gpu without one is a user error."""
+def select_device(choice: str, index: int = 0) -> torch.device:
+    """auto: a CUDA GPU if there is one, else the CPU; gpu without one is a user error. `index`: the GPU of
+    this process (torchrun's LOCAL_RANK)."""
     if choice == "gpu" or (choice == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise UserError("--device gpu, but torch sees no CUDA GPU; use --device cpu or auto")
-        return torch.device("cuda", 0)
+        return torch.device("cuda", index)
     return torch.device("cpu")
+
+
+def init_distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank): torchrun's, with the process group up (NCCL on GPUs, gloo on the CPU);
+    (0, 1, 0) when not launched by torchrun."""
+    import os
+
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def set_precision(precision: str) -> None:

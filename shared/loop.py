@@ -28,6 +28,7 @@ EXIT_DIVERGED, EXIT_INTERRUPTED = 3, 130
 class Backend(Protocol):
     framework: str
     device_name: str
+    is_main: bool  # the one process (of several under torchrun) that prints and writes files
     param_count: int
     n_train: int
     n_test: int
@@ -36,7 +37,7 @@ class Backend(Protocol):
     def eval_batch(self, indices: np.ndarray) -> Any: ...  # device (loss_sum, correct)
     def fetch(self, values: list[Any]) -> np.ndarray: ...  # host sync: [len(values), k] float64
     def lr_at(self, step: int) -> float: ...
-    def save_checkpoint(self, path: Path, progress: dict) -> None: ...
+    def save_checkpoint(self, path: Path, progress: dict) -> None: ...  # all processes call it
     def load_checkpoint(self, path: Path) -> dict: ...
     def save_weights(self, path: Path) -> None: ...
 
@@ -117,7 +118,7 @@ def run_epoch(backend: Backend, cfg: Config, p: Progress, total_steps: int, stop
                 p.loss_sum += values[:, 0].sum()
                 p.correct += values[:, 1].sum()
                 p.seen += n * batch
-                p.collapsed_steps = p.collapsed_steps + n if values[:, 2].all() else 0
+                p.collapsed_steps = p.collapsed_steps + n if (values[:, 2] >= 1).all() else 0
                 if p.collapsed_steps >= COLLAPSE_STEPS and not p.warned_collapse:
                     bar.write(collapse_hint(cfg), file=sys.stderr)
                     p.warned_collapse = True
@@ -135,32 +136,34 @@ def run_epoch(backend: Backend, cfg: Config, p: Progress, total_steps: int, stop
     return "interrupted" if stop.requested and p.batch < steps_per_epoch else "ok"
 
 
-def end_epoch(backend: Backend, cfg: Config, run: RunDir, p: Progress, eval_start: float) -> dict:
+def end_epoch(backend: Backend, cfg: Config, run: RunDir, p: Progress, eval_start: float) -> None:
     test_loss, test_acc = evaluate(backend, cfg.data.batch_size)
     row = {"epoch": p.epoch + 1, "step": p.step, "train_loss": p.loss_sum / max(p.seen, 1),
            "train_acc": p.correct / max(p.seen, 1), "test_loss": test_loss, "test_acc": test_acc,
            "examples_per_sec": p.seen / max(p.train_seconds, 1e-9), "lr": backend.lr_at(max(p.step - 1, 0)),
            "seconds": p.total_seconds + time.perf_counter() - eval_start}
-    run.append_metrics(row)
-    print(f"epoch {row['epoch']}  loss {row['train_loss']:.3f}  train acc {row['train_acc']:.3f}  "
-          f"test acc {row['test_acc']:.3f}  {row['examples_per_sec']:.1f} examples/sec on {backend.device_name}",
-          flush=True)
-    return row
+    if backend.is_main:
+        run.append_metrics(row)
+        print(f"epoch {row['epoch']}  loss {row['train_loss']:.3f}  train acc {row['train_acc']:.3f}  "
+              f"test acc {row['test_acc']:.3f}  {row['examples_per_sec']:.1f} examples/sec on "
+              f"{backend.device_name}", flush=True)
 
 
 def train(backend: Backend, cfg: Config, run: RunDir) -> int:
     """Run (or resume) the whole training; returns the exit code (0, 3 diverged, 130 interrupted)."""
     steps_per_epoch = batches_per_epoch(backend.n_train, cfg.data.batch_size)
     total_steps = min(cfg.train.epochs * steps_per_epoch, cfg.train.max_steps or math.inf)
-    p = Progress()
+    p, main = Progress(), backend.is_main
     if cfg.run.resume:
         p = Progress(**backend.load_checkpoint(run.checkpoint))
-        run.keep_metrics_through(p.epoch)
-        print(f"resuming {run.path} at epoch {p.epoch + 1}, batch {p.batch}, step {p.step}")
-    run.write_config(cfg, backend.framework)
-    print(f"{backend.framework}: NiN with {backend.param_count:,} params on {backend.device_name}, "
-          f"{cfg.run.precision}; {backend.n_train} training examples, {steps_per_epoch} steps per epoch, "
-          f"{int(total_steps)} steps in all; writing {run.path}", flush=True)
+        if main:
+            run.keep_metrics_through(p.epoch)
+            print(f"resuming {run.path} at epoch {p.epoch + 1}, batch {p.batch}, step {p.step}")
+    if main:
+        run.write_config(cfg, backend.framework)
+        print(f"{backend.framework}: NiN with {backend.param_count:,} params on {backend.device_name}, "
+              f"{cfg.run.precision}; {backend.n_train} training examples, {steps_per_epoch} steps per epoch, "
+              f"{int(total_steps)} steps in all; writing {run.path}", flush=True)
     status, clock = "ok", time.perf_counter()
     with StopFlag() as stop:
         while p.epoch < cfg.train.epochs and p.step < total_steps:
@@ -172,7 +175,8 @@ def train(backend: Backend, cfg: Config, run: RunDir) -> int:
                          collapsed_steps=p.collapsed_steps, warned_collapse=p.warned_collapse)
             clock = time.perf_counter()
             backend.save_checkpoint(run.checkpoint, asdict(p))
-            run.plot_curves(f"{backend.framework} {cfg.data.image_size}px")
+            if main:
+                run.plot_curves(f"{backend.framework} {cfg.data.image_size}px")
         if status == "interrupted":
             p.total_seconds += time.perf_counter() - clock
             backend.save_checkpoint(run.checkpoint, asdict(p))
@@ -180,6 +184,9 @@ def train(backend: Backend, cfg: Config, run: RunDir) -> int:
 
 
 def finish(backend: Backend, cfg: Config, run: RunDir, p: Progress, status: str) -> int:
+    code = {"ok": 0, "diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}[status]
+    if not backend.is_main:
+        return code
     metrics = run.read_metrics()
     last = metrics[-1] if metrics else {}
     if status == "ok":
@@ -194,10 +201,9 @@ def finish(backend: Backend, cfg: Config, run: RunDir, p: Progress, status: str)
         print(f"diverged: the loss is not finite near step {p.step} (lr {backend.lr_at(p.step):.3g}); lower --lr, "
               f"add --warmup-steps or --clip-grad-norm. The last good checkpoint is kept in {run.path}",
               file=sys.stderr)
-        return EXIT_DIVERGED
-    if status == "interrupted":
+    elif status == "interrupted":
         print(f"interrupted at epoch {p.epoch + 1}, step {p.step}: checkpoint written; continue with "
               f"--resume --out {run.path}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    print(f"done: test acc {summary['test_acc']:.4f} after {summary['epochs']} epochs; {run.path}")
-    return 0
+    if status == "ok":
+        print(f"done: test acc {summary['test_acc']:.4f} after {summary['epochs']} epochs; {run.path}")
+    return code
