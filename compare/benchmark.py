@@ -96,10 +96,11 @@ def device_peak_memory(framework: str, backend) -> int | None:
 
 def cpu_peak_rss(framework: str, size: int, batch: int, precision: str) -> int:
     """Peak resident memory (bytes) of a fresh process that builds this trainer and takes 3 steps."""
-    code = (f"import resource, numpy as np; from compare.benchmark import bench_config, make_backend; "
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its parent's peak
+    code = (f"import numpy as np; from compare.benchmark import bench_config, make_backend; "
             f"b = make_backend('{framework}', bench_config({size}, {batch}, '{precision}', 'cpu')); "
             f"[b.fetch([b.train_step(np.arange({batch}))]) for _ in range(3)]; "
-            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            f"print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1]) * 1024
 
