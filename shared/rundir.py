@@ -34,6 +34,9 @@ class RunDir:
     def __init__(self, path: str | Path, resume: bool, checkpoint_name: str):
         self.path = Path(path)
         self.checkpoint = self.path / checkpoint_name
+        previous = self.path / f".{checkpoint_name}.old"  # a crash between swapping checkpoint folders
+        if previous.exists() and not self.checkpoint.exists():
+            previous.rename(self.checkpoint)
         if resume and not self.checkpoint.exists():
             raise UserError(f"--resume: no checkpoint in {self.path} to resume from; start without --resume "
                             f"or give the --out of an earlier run")
