@@ -22,6 +22,7 @@ import numpy as np
 from shared.arch import nin_spec
 from shared.config import ArgumentParser, Config
 from shared.errors import run_cli
+from shared.rundir import atomic_write
 from shared.summary import layer_table, totals
 
 FRAMEWORKS = ("torch", "flax")
@@ -172,8 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run_benchmark(args.image_size, args.batch_size, args.steps, args.windows, args.precision, args.device)
     print_table(result)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        atomic_write(Path(args.json), json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import numpy as np
 from shared.config import ArgumentParser
 from shared.data import epoch_order
 from shared.errors import run_cli
+from shared.rundir import atomic_write
 
 
 def _rate(fn, batch: int, batches: int) -> float:
@@ -98,8 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, rate in rates.items():
         print(f"  {name:<36}{rate:>12,.0f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"image_size": size, "batch_size": batch, "images_per_sec": rates},
-                                              indent=2))
+        atomic_write(Path(args.json), json.dumps({"image_size": size, "batch_size": batch,
+                                                  "images_per_sec": rates}, indent=2))
 
 
 if __name__ == "__main__":

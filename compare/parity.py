@@ -20,6 +20,7 @@ from shared.arch import nin_spec
 from shared.config import ArgumentParser, Config, add_config_flags, config_from_args
 from shared.data import epoch_order
 from shared.errors import run_cli
+from shared.rundir import atomic_write
 from shared.summary import layer_table, totals
 from shared.weights import State, load_for
 
@@ -309,8 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run_parity(cfg, args.batch, args.steps, args.weights, args.device)
     print_report(report)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        atomic_write(Path(args.json), json.dumps(report, indent=2))
     return 0 if report["ok"] else 1
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from shared.arch import min_image_size, nin_spec
 from shared.config import ArgumentParser, Config, add_config_flags, config_from_args
 from shared.errors import run_cli
+from shared.rundir import atomic_write
 from shared.summary import layer_table, memory_estimate, totals, xla_style_flops
 
 
@@ -118,8 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarize(config_from_args(args))
     print_table(summary)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2))
+        atomic_write(Path(args.json), json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

@@ -63,9 +63,6 @@ class FlaxBackend:
         self.train_data = DeviceData("train", cfg.data.data_dir, cfg.data.train_limit, self.replicated)
         self.test_data = DeviceData("test", cfg.data.data_dir, cfg.data.test_limit, self.replicated)
         self.n_train, self.n_test = len(self.train_data), len(self.test_data)
-        if self.n_train < cfg.data.batch_size:
-            raise UserError(f"--batch-size {cfg.data.batch_size} exceeds the {self.n_train} training examples; "
-                            f"lower --batch-size or raise --train-limit")
         with jax.default_device(self.device):
             self.model = build_model(cfg.model, cfg.data.image_size, cfg.train.seed, compute_dtype(cfg))
             if cfg.run.init_from:

@@ -50,9 +50,6 @@ class TorchBackend:
         self.train_data = DeviceData("train", cfg.data.data_dir, cfg.data.train_limit, self.device)
         self.test_data = DeviceData("test", cfg.data.data_dir, cfg.data.test_limit, self.device)
         self.n_train, self.n_test = len(self.train_data), len(self.test_data)
-        if self.n_train < cfg.data.batch_size:
-            raise UserError(f"--batch-size {cfg.data.batch_size} exceeds the {self.n_train} training examples; "
-                            f"lower --batch-size or raise --train-limit")
         self.model = build_model(cfg.model, cfg.data.image_size, cfg.train.seed).to(self.device)
         if cfg.run.init_from:
             weights.load_into(self.model, cfg.run.init_from, cfg.model, cfg.data.image_size)

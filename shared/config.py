@@ -214,8 +214,12 @@ def validate(cfg: Config) -> Config:
         raise UserError("--last-width differs from --num-classes, so the last block needs a 1x1 conv to "
                         "map it to the classes: use --num-1x1 1 or more")
     from shared.arch import check_image_size
+    from shared.data import split_limit
 
     check_image_size(cfg.data.image_size)
+    if cfg.data.batch_size > split_limit("train", cfg.data.train_limit):
+        raise UserError(f"--batch-size {cfg.data.batch_size} exceeds the {split_limit('train', cfg.data.train_limit)} "
+                        f"training examples; lower --batch-size or raise --train-limit")
     return cfg
 
 

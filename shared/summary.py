@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from shared.arch import POOL_KERNEL, POOL_STRIDE, ConvSpec, NiNSpec, conv_out
+from shared.arch import POOL_KERNEL, POOL_STRIDE, NiNSpec, conv_out
 
 BYTES_PER_FLOAT = 4
 
@@ -105,7 +105,3 @@ def memory_estimate(spec: NiNSpec, image_size: int, batch_size: int, optimizer_s
         # weights + grads + optimizer slots, plus every layer output saved for the backward pass
         "training_bytes": param_bytes * (2 + optimizer_slots) + batch_size * sum(acts),
     }
-
-
-def conv_specs(spec: NiNSpec) -> list[ConvSpec]:
-    return [c for block in spec.blocks for c in block]
