@@ -8,7 +8,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from shared.arch import nin_spec
 from shared.config import ModelConfig
 from shared.weights import State, canonical_to_flax, check_state, flax_to_canonical, load_for, save_portable
 
@@ -33,5 +32,4 @@ def save(model: nnx.Module, path: str | Path, cfg: ModelConfig, image_size: int)
 
 
 def load_into(model: nnx.Module, path: str | Path, cfg: ModelConfig, image_size: int) -> None:
-    nin_spec(cfg, image_size)
     load_state(model, load_for(path, cfg, image_size))

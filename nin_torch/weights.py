@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.arch import nin_spec
 from shared.config import ModelConfig
 from shared.weights import State, check_state, load_for, save_portable
 
@@ -33,5 +32,4 @@ def save(model: torch.nn.Module, path: str | Path, cfg: ModelConfig, image_size:
 
 
 def load_into(model: torch.nn.Module, path: str | Path, cfg: ModelConfig, image_size: int) -> None:
-    nin_spec(cfg, image_size)
     load_state(model, load_for(path, cfg, image_size))

@@ -98,6 +98,13 @@ def evaluate(backend: Backend, batch_size: int) -> tuple[float, float]:
     return totals[0] / backend.n_test, totals[1] / backend.n_test
 
 
+def account(p: Progress, values: np.ndarray, batch: int) -> None:
+    """Add synced step results (rows of loss_sum, correct, ...) to the epoch's running totals."""
+    p.loss_sum += values[:, 0].sum()
+    p.correct += values[:, 1].sum()
+    p.seen += len(values) * batch
+
+
 def run_epoch(backend: Backend, cfg: Config, p: Progress, total_steps: int, stop: StopFlag) -> str:
     """Train until the epoch ends, the step budget is spent, the loss is not finite, or a stop is asked."""
     batch, steps_per_epoch = cfg.data.batch_size, batches_per_epoch(backend.n_train, cfg.data.batch_size)
@@ -110,14 +117,10 @@ def run_epoch(backend: Backend, cfg: Config, p: Progress, total_steps: int, stop
             pending.append(backend.train_step(order[p.batch * batch:(p.batch + 1) * batch]))
             p.batch, p.step = p.batch + 1, p.step + 1
             if len(pending) == SYNC_EVERY or p.batch == steps_per_epoch or p.step == total_steps:
-                values = backend.fetch(pending)
-                n = len(pending)
-                pending = []
+                values, n, pending = backend.fetch(pending), len(pending), []
                 if not np.isfinite(values[:, 0]).all():
                     return "diverged"
-                p.loss_sum += values[:, 0].sum()
-                p.correct += values[:, 1].sum()
-                p.seen += n * batch
+                account(p, values, batch)
                 p.collapsed_steps = p.collapsed_steps + n if (values[:, 2] >= 1).all() else 0
                 if p.collapsed_steps >= COLLAPSE_STEPS and not p.warned_collapse:
                     bar.write(collapse_hint(cfg), file=sys.stderr)
@@ -127,9 +130,7 @@ def run_epoch(backend: Backend, cfg: Config, p: Progress, total_steps: int, stop
                                 ex_s=f"{p.seen / elapsed:.0f}")
                 bar.update(n)
         if pending:  # stopped between syncs: account for the steps already taken
-            values = backend.fetch(pending)
-            p.loss_sum, p.correct, p.seen = p.loss_sum + values[:, 0].sum(), p.correct + values[:, 1].sum(), \
-                p.seen + len(pending) * batch
+            account(p, backend.fetch(pending), batch)
     finally:
         bar.close()
         p.train_seconds += time.perf_counter() - start

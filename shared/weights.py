@@ -105,6 +105,6 @@ def saved_model_config(metadata: dict[str, str]) -> tuple[ModelConfig, int] | No
 
 def load_for(path: str | Path, cfg: ModelConfig, image_size: int) -> State:
     """Canonical weights from `path`, refused (naming each difference) unless they fit this architecture."""
-    state, metadata = load_portable(path)
+    state, _ = load_portable(path)
     check_state(state, nin_spec(cfg, image_size), str(path))
     return state
