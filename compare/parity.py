@@ -59,7 +59,7 @@ def _to_nhwc(a: np.ndarray) -> np.ndarray:
 
 
 class Sides:
-    """The torch and flax halves of the check, with their models, data and steps."""
+    """The torch and flax halves of the check: their devices, training data and model builders."""
 
     def __init__(self, cfg: Config, device: str):
         import torch
