@@ -50,7 +50,10 @@ class TorchBackend:
         self.train_data = DeviceData("train", cfg.data.data_dir, cfg.data.train_limit, self.device)
         self.test_data = DeviceData("test", cfg.data.data_dir, cfg.data.test_limit, self.device)
         self.n_train, self.n_test = len(self.train_data), len(self.test_data)
-        self.model = build_model(cfg.model, cfg.data.image_size, cfg.train.seed).to(self.device)
+        # channels_last: +7% per training step on this CPU (oneDNN), the layout cuDNN prefers on GPUs;
+        # torch.compile was slower here (260 vs 300 ex/s at 96 px after a 27 s compile), so it is not used
+        self.model = build_model(cfg.model, cfg.data.image_size, cfg.train.seed).to(
+            self.device, memory_format=torch.channels_last)
         if cfg.run.init_from:
             weights.load_into(self.model, cfg.run.init_from, cfg.model, cfg.data.image_size)
         self.param_count = sum(p.numel() for p in self.model.parameters())

@@ -91,7 +91,10 @@ def plot_runs(runs: list[tuple[str, list[dict[str, Any]]]], path: Path, table: l
         loss_ax.plot(epochs, [m["test_loss"] for m in metrics], "--s", color=line.get_color(), label=f"{label} test")
         acc_ax.plot(epochs, [m["train_acc"] for m in metrics], "-o", color=line.get_color(), label=f"{label} train")
         acc_ax.plot(epochs, [m["test_acc"] for m in metrics], "--s", color=line.get_color(), label=f"{label} test")
+    from matplotlib.ticker import MaxNLocator
+
     for ax, name in ((loss_ax, "loss"), (acc_ax, "accuracy")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
