@@ -125,6 +125,9 @@ class TorchBackend:
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_train_args(argv, FRAMEWORK)
+    if cfg.run.devices is not None:
+        raise UserError("--devices is nin_flax's; with torch start one process per device: "
+                        "torchrun --nproc_per_node=N -m nin_torch.train ...")
     if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 alone talks
         cfg.run.progress = False
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115

@@ -102,6 +102,8 @@ def test_user_errors(framework, tmp_path):
     assert_user_error(train(framework, tmp_path / "none", *TINY, "--resume"), "no checkpoint")
     assert_user_error(train(framework, tmp_path / "x", *TINY, "--image-size", "28"), "67 px")
     assert_user_error(train(framework, tmp_path / "y", *TINY, "--device", "gpu"), "--device gpu")
+    if framework == "torch":
+        assert_user_error(train(framework, tmp_path / "v", *TINY, "--devices", "2"), "torchrun")
     assert_user_error(train(framework, tmp_path / "z", *TINY, "--init-from", str(tmp_path / "missing.st")),
                       "does not exist")
     other = tmp_path / "other.safetensors"
@@ -112,4 +114,4 @@ def test_user_errors(framework, tmp_path):
     save(build_model(ModelConfig(num_1x1=1), 67), other, ModelConfig(num_1x1=1), 67)
     assert_user_error(train(framework, tmp_path / "w", *TINY, "--init-from", str(other)),
                       "missing blocks.0.conv2.weight")
-    assert not any((tmp_path / d).exists() for d in ("none", "x", "y", "z", "w"))
+    assert not any((tmp_path / d).exists() for d in ("none", "x", "y", "z", "w", "v"))
