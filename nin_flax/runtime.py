@@ -45,7 +45,3 @@ def set_precision(precision: str) -> None:
 
 def device_name(device: jax.Device) -> str:
     return f"cuda:{device.id}" if device.platform == "gpu" else "cpu"
-
-
-def synchronize(value) -> None:
-    jax.block_until_ready(value)

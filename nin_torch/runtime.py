@@ -40,8 +40,3 @@ def set_precision(precision: str) -> None:
 
 def device_name(device: torch.device) -> str:
     return f"cuda:{device.index or 0}" if device.type == "cuda" else "cpu"
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

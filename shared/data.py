@@ -26,7 +26,6 @@ SPLIT_FILES = {
 SPLIT_SIZES = {"train": 60000, "test": 10000}
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-NUM_CLASSES = len(CLASS_NAMES)
 MEAN, STD = 0.2860, 0.3530  # of the training images scaled to [0, 1]
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 DEFAULT_DIRS = ("data/fashion-mnist", "/usr/share/datasets/fashion-mnist")

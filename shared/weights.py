@@ -8,8 +8,6 @@ from. The flax layout differs in names (`kernel`) and axes (HWIO, (in, out)).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ import numpy as np
 from shared.arch import NiNSpec, nin_spec, param_shapes
 from shared.config import Config, ModelConfig, apply_overrides
 from shared.errors import UserError
+from shared.rundir import atomic_write
 
 FORMAT = "nin-two-ways/1"
 State = dict[str, np.ndarray]
@@ -54,43 +53,27 @@ def flax_to_canonical(state: State) -> State:
     return dict(_transpose_flax(name, array, to_flax=False) for name, array in state.items())
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_portable(path: str | Path, state: State, cfg: ModelConfig, image_size: int, framework: str) -> None:
     """Write canonical `state` (checked against the architecture) atomically, with its spec as metadata."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     check_state(state, nin_spec(cfg, image_size), "the weights to save")
     metadata = {"format": FORMAT, "framework": framework, "image_size": str(image_size),
                 "model_config": json.dumps(Config(model=cfg).to_dict()["model"], sort_keys=True)}
     tensors = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in state.items()}
-    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write(Path(path), save(tensors, metadata=metadata))
 
 
 def load_portable(path: str | Path) -> tuple[State, dict[str, str]]:
     """(canonical state, metadata) of a weights file; a missing or unreadable file is a user error."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist; give a weights.safetensors written by a run")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="numpy") as f:
-            metadata = f.metadata() or {}
-        return load_file(str(path)), metadata
+            return {name: f.get_tensor(name) for name in f.keys()}, f.metadata() or {}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{path} is not a readable safetensors file ({e})") from None
 
