@@ -105,7 +105,7 @@ def account(p: Progress, values: np.ndarray, batch: int) -> None:
     p.seen += len(values) * batch
 
 
-def run_epoch(backend: Backend, cfg: Config, p: Progress, total_steps: int, stop: StopFlag) -> str:
+def run_epoch(backend: Backend, cfg: Config, run: RunDir, p: Progress, total_steps: int, stop: StopFlag) -> str:
     """Train until the epoch ends, the step budget is spent, the loss is not finite, or a stop is asked."""
     batch, steps_per_epoch = cfg.data.batch_size, batches_per_epoch(backend.n_train, cfg.data.batch_size)
     order = epoch_order(cfg.train.seed, p.epoch, backend.n_train)
@@ -121,6 +121,9 @@ def run_epoch(backend: Backend, cfg: Config, p: Progress, total_steps: int, stop
                 if not np.isfinite(values[:, 0]).all():
                     return "diverged"
                 account(p, values, batch)
+                if backend.is_main:
+                    run.append_steps({"step": p.step, "train_loss": values[:, 0].sum() / (n * batch),
+                                      "train_acc": values[:, 1].sum() / (n * batch), "lr": backend.lr_at(p.step - 1)})
                 p.collapsed_steps = p.collapsed_steps + n if (values[:, 2] >= 1).all() else 0
                 if p.collapsed_steps >= COLLAPSE_STEPS and not p.warned_collapse:
                     bar.write(collapse_hint(cfg), file=sys.stderr)
@@ -158,7 +161,7 @@ def train(backend: Backend, cfg: Config, run: RunDir) -> int:
     if cfg.run.resume:
         p = Progress(**backend.load_checkpoint(run.checkpoint))
         if main:
-            run.keep_metrics_through(p.epoch)
+            run.keep_metrics_through(p.epoch, p.step)
             print(f"resuming {run.path} at epoch {p.epoch + 1}, batch {p.batch}, step {p.step}")
     if main:
         run.write_config(cfg, backend.framework)
@@ -168,7 +171,7 @@ def train(backend: Backend, cfg: Config, run: RunDir) -> int:
     status, clock = "ok", time.perf_counter()
     with StopFlag() as stop:
         while p.epoch < cfg.train.epochs and p.step < total_steps:
-            status = run_epoch(backend, cfg, p, total_steps, stop)
+            status = run_epoch(backend, cfg, run, p, total_steps, stop)
             if status != "ok":
                 break
             end_epoch(backend, cfg, run, p, clock)

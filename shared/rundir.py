@@ -12,6 +12,7 @@ from typing import Any
 from shared.config import Config
 from shared.errors import UserError
 
+STEP_KEYS = ("step", "train_loss", "train_acc", "lr")  # steps.jsonl: one line per host sync (SYNC_EVERY steps)
 METRIC_KEYS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "examples_per_sec", "lr",
                "seconds")
 
@@ -28,6 +29,19 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 class RunDir:
@@ -51,21 +65,24 @@ class RunDir:
         """The first write of a run: the folder appears only once the run has really started."""
         atomic_write(self.path / "config.json", json.dumps({"framework": framework, **cfg.to_dict()}, indent=2))
 
-    def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics_path.exists():
-            return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+    @property
+    def steps_path(self) -> Path:
+        return self.path / "steps.jsonl"
 
-    def keep_metrics_through(self, epoch: int) -> None:
-        """On resume: drop any epoch the checkpoint does not include (written after it, before a crash)."""
-        kept = [m for m in self.read_metrics() if m["epoch"] <= epoch]
-        atomic_write(self.metrics_path, "".join(json.dumps(m) + "\n" for m in kept))
+    def read_metrics(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.metrics_path)
+
+    def keep_metrics_through(self, epoch: int, step: int) -> None:
+        """On resume: drop any epoch (and step line) the checkpoint does not include (written after it)."""
+        for path, key, last in ((self.metrics_path, "epoch", epoch), (self.steps_path, "step", step)):
+            kept = [m for m in read_jsonl(path) if m[key] <= last]
+            atomic_write(path, "".join(json.dumps(m) + "\n" for m in kept))
 
     def append_metrics(self, row: dict[str, Any]) -> None:
-        with open(self.metrics_path, "a") as f:
-            f.write(json.dumps({k: row[k] for k in METRIC_KEYS}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        _append(self.metrics_path, {k: row[k] for k in METRIC_KEYS})
+
+    def append_steps(self, row: dict[str, Any]) -> None:
+        _append(self.steps_path, {k: row[k] for k in STEP_KEYS})
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write(self.path / "summary.json", json.dumps(summary, indent=2))

@@ -1,0 +1,149 @@
+"""The experiments of docs/RESULTS.md as data: protocols, cells (one trainer configuration each) and which
+cells each experiment shows. compare/experiments.py runs them; compare/results.py reports them.
+
+A cell runs once per framework and seed, in results/<protocol>/<cell>/<framework>-seed<k>/; a cell shown by
+several experiments (the baseline) runs once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+FRAMEWORKS = ("torch", "flax")
+LR_VALUES = ("0.01", "0.03", "0.05", "0.1", "0.2")
+INITS = ("torch", "flax", "xavier_uniform", "kaiming_normal")
+SCHEDULED = ("--schedule", "cosine", "--clip-grad-norm", "1.0")  # + the protocol's warmup
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    flags: tuple[str, ...] = ()  # over the protocol's base flags
+    label: str = ""  # what the tables call it
+    seeds: str = "default"  # default | init (at least 5) | one
+    same_init: bool = False  # both frameworks start from one init draw (--init-from), not each its own RNG's
+    keep_weights: bool = False  # weights.safetensors stays (checkpoints never do)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    description: str
+    base: tuple[str, ...]  # every cell's flags start here
+    init_base: tuple[str, ...]  # the short runs of the init experiment, over base
+    warmup: str  # warmup steps of the scheduled runs
+    seeds: int  # default seeds per cell
+    base_is_adam: bool  # the base cell is already the Adam run of the optimizer experiment
+    parity_flags: tuple[str, ...]  # the K-step drift check
+    memory_sizes: tuple[int, ...]
+    memory_batch: int
+    best_flags: tuple[str, ...]
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+
+CPU = Protocol(
+    name="cpu",
+    description=("sized for a 2-core CPU: 67 px, the first 19,200 training images once (300 steps of batch 64), "
+                 "the first 2,000 test images; Adam 1e-3 with 30 warmup steps and cosine decay unless a cell says "
+                 "otherwise"),
+    base=("--preset", "cpu", "--image-size", "67", "--batch-size", "64", "--train-limit", "19200", "--epochs", "1",
+          "--test-limit", "2000", "--warmup-steps", "30"),
+    init_base=("--train-limit", "6400", "--test-limit", "1000"),
+    warmup="30",
+    seeds=2,
+    base_is_adam=True,
+    parity_flags=("--image-size", "67", "--batch", "32", "--steps", "100"),
+    memory_sizes=(67, 96, 224),
+    memory_batch=32,
+    best_flags=("--train-limit", "60000", "--test-limit", "10000", "--epochs", "2", "--label-smoothing", "0.1",
+                "--warmup-steps", "100"),
+)
+
+GPU = Protocol(
+    name="gpu",
+    description=("the book's setting on a GPU: 224 px, the full training and test sets, SGD lr 0.1, batch 128, "
+                 "10 epochs, xavier_uniform init (the d2l preset) unless a cell says otherwise"),
+    base=("--preset", "d2l", "--device", "gpu", "--epochs", "10"),
+    init_base=("--epochs", "1"),
+    warmup="500",
+    seeds=3,
+    base_is_adam=False,
+    parity_flags=("--image-size", "224", "--batch", "32", "--steps", "200", "--device", "gpu"),
+    memory_sizes=(96, 224),
+    memory_batch=128,
+    best_flags=("--optimizer", "adam", "--lr", "1e-3", "--schedule", "cosine", "--warmup-steps", "500",
+                "--epochs", "30", "--label-smoothing", "0.1"),
+)
+
+PROTOCOLS = {"cpu": CPU, "gpu": GPU}
+
+ARCH = {
+    "num-1x1": ["n0", "n1", "base", "n3"],
+    "mid-kernel": ["base", "k3"],
+    "head": ["base", "fc"],
+    "bottleneck": ["base", "lw96"],
+}
+EXPERIMENTS = ("num-1x1", "mid-kernel", "head", "resources", "bottleneck", "init", "lr", "optimizer-resolution",
+               "best", "frameworks")
+
+
+def experiment_cells(protocol: Protocol) -> dict[str, list[Cell]]:
+    """Experiment name -> the cells it shows, in table order."""
+    arch = {
+        "base": Cell("base", (), "2 x 1x1, 1x1 mid, GAP (d2l)"),
+        "n0": Cell("n0", ("--num-1x1", "0"), "0 x 1x1"),
+        "n1": Cell("n1", ("--num-1x1", "1"), "1 x 1x1"),
+        "n3": Cell("n3", ("--num-1x1", "3"), "3 x 1x1"),
+        "k3": Cell("k3", ("--mid-kernel", "3"), "3x3 mid convs"),
+        "fc": Cell("fc", ("--head", "fc"), "fully connected head"),
+        "lw96": Cell("lw96", ("--last-width", "96"), "last block 384 -> 96 -> 10"),
+    }
+    labels = {"num-1x1": {"base": "2 x 1x1 (d2l)"}, "mid-kernel": {"base": "1x1 mid convs (NiN)"},
+              "head": {"base": "global average pooling"}, "bottleneck": {"base": "384 -> 10 -> 10 (d2l)"}}
+    grid = {name: [Cell(arch[c].name, arch[c].flags, labels[name].get(c, arch[c].label)) for c in cells]
+            for name, cells in ARCH.items()}
+    grid["resources"] = [arch[c] for c in ("base", "n0", "n1", "n3", "k3", "fc", "lw96")]
+    grid["init"] = [Cell(f"init-{init}-{'relu' if relu else 'norelu'}",
+                         (*protocol.init_base, "--init", init, "--final-relu" if relu else "--no-final-relu"),
+                         f"{init}, final ReLU {'on' if relu else 'off'}", seeds="init")
+                    for relu in (True, False) for init in INITS]
+    grid["lr"] = [lr_cell(protocol, lr, kind) for kind in ("plain", "scheduled") for lr in LR_VALUES]
+    sgd = lr_cell(protocol, "0.1", "scheduled")
+    adam = ("--optimizer", "adam", "--lr", "1e-3", "--schedule", "cosine", "--warmup-steps", protocol.warmup)
+    size = protocol.base[protocol.base.index("--image-size") + 1] if "--image-size" in protocol.base else "224"
+    grid["optimizer-resolution"] = [
+        Cell("base", (), f"Adam 1e-3, {size} px") if protocol.base_is_adam else
+        Cell("adam", adam, f"Adam 1e-3, {size} px", seeds="one"),
+        Cell(sgd.name, sgd.flags, f"SGD 0.1 + warmup/cosine/clip, {size} px", seeds="one"),
+        Cell("adam-96", (*adam, "--image-size", "96"), "Adam 1e-3, 96 px", seeds="one"),
+        Cell("sgd-96", (*sgd.flags, "--image-size", "96"), "SGD 0.1 + warmup/cosine/clip, 96 px", seeds="one"),
+    ]
+    grid["best"] = [Cell("best", protocol.best_flags, "best found, trained longer", seeds="one", keep_weights=True)]
+    grid["frameworks"] = [Cell("base", (), "own init draw per framework"),
+                          Cell("same-init", (), "one init draw, ported to both (--init-from)", seeds="one",
+                               same_init=True)]
+    return grid
+
+
+def lr_cell(protocol: Protocol, lr: str, kind: str) -> Cell:
+    """Plain SGD (no momentum, as in d2l) at a constant rate, or with warmup, cosine decay and clipping."""
+    schedule = (("--schedule", "constant", "--warmup-steps", "0") if kind == "plain" else
+                (*SCHEDULED, "--warmup-steps", protocol.warmup))
+    return Cell(f"lr-{lr}-{kind}", ("--optimizer", "sgd", "--lr", lr, *schedule),
+                f"SGD {lr}, {'constant' if kind == 'plain' else 'warmup + cosine + clip 1.0'}", seeds="one")
+
+
+def all_cells(protocol: Protocol, only: str | None = None) -> list[Cell]:
+    """Every distinct cell to run, baseline first, in the order of EXPERIMENTS (or of one experiment)."""
+    grid = experiment_cells(protocol)
+    names = [only] if only else ["frameworks", *EXPERIMENTS]
+    seen: dict[str, Cell] = {}
+    for name in names:
+        for cell in grid[name]:
+            seen.setdefault(cell.name, cell)
+    return list(seen.values())
+
+
+def seed_count(cell: Cell, protocol: Protocol, seeds: int | None) -> int:
+    n = seeds or protocol.seeds
+    return {"default": n, "init": max(n, 5), "one": 1 if seeds is None else n}[cell.seeds]

@@ -1,0 +1,158 @@
+"""Reads the experiment run directories (results/<protocol>/...) back into numbers: per-cell means and spreads
+over seeds, the init experiment's stuck-at-chance count, the lr experiment's instability, the analytic
+params/FLOPs/memory. Nothing here trains; compare/results_doc.py turns these numbers into docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compare.grid import FRAMEWORKS, Cell, Protocol
+from shared.rundir import read_jsonl
+
+CHANCE_LOSS = math.log(10)
+STUCK_LOSS = 2.25  # last logged training loss at or above this (ln 10 = 2.303) ...
+STUCK_ACC = 0.2  # ... and test accuracy at or below this: the run never left chance
+RISE = 0.1  # a training-loss window this much above the one before it counts as a spike
+
+
+@dataclass
+class Run:
+    framework: str
+    seed: int
+    path: Path
+    summary: dict
+    steps: list[dict]
+    metrics: list[dict]
+    command: str
+
+    @property
+    def test_acc(self) -> float | None:
+        return self.summary.get("test_acc")
+
+    @property
+    def status(self) -> str:
+        return self.summary["status"]
+
+    @property
+    def stuck(self) -> bool:
+        last = self.steps[-1]["train_loss"] if self.steps else CHANCE_LOSS
+        return self.status == "diverged" or (last >= STUCK_LOSS and (self.test_acc or 0.0) <= STUCK_ACC)
+
+    @property
+    def spikes(self) -> int:
+        """Windows of SYNC_EVERY steps whose mean training loss rose by more than RISE over the window before."""
+        losses = [s["train_loss"] for s in self.steps]
+        return sum(1 for a, b in zip(losses, losses[1:], strict=False) if not math.isfinite(b) or b - a > RISE)
+
+
+@dataclass
+class CellRuns:
+    cell: Cell
+    path: Path
+    runs: dict[str, list[Run]] = field(default_factory=dict)  # framework -> runs, by seed
+
+    def accs(self, framework: str) -> list[float]:
+        return [r.test_acc for r in self.runs.get(framework, []) if r.test_acc is not None and r.status == "ok"]
+
+    def mean(self, framework: str, key: str) -> float | None:
+        values = [r.summary.get(key) for r in self.runs.get(framework, []) if r.summary.get(key) is not None]
+        return statistics.fmean(values) if values else None
+
+    @property
+    def ran(self) -> bool:
+        return any(self.runs.values())
+
+
+def load_run(path: Path) -> Run | None:
+    summary = path / "summary.json"
+    if not summary.exists():
+        return None
+    framework, seed = path.name.rsplit("-seed", 1)
+    command = path / "command.txt"
+    return Run(framework, int(seed), path, json.loads(summary.read_text()), read_jsonl(path / "steps.jsonl"),
+               read_jsonl(path / "metrics.jsonl"), command.read_text().strip() if command.exists() else "")
+
+
+def load_cell(root: Path, protocol: Protocol, cell: Cell) -> CellRuns:
+    folder = root / protocol.name / cell.name
+    found = CellRuns(cell, folder)
+    for framework in FRAMEWORKS:
+        runs = [load_run(p) for p in sorted(folder.glob(f"{framework}-seed*"), key=lambda p: p.name)]
+        found.runs[framework] = sorted((r for r in runs if r), key=lambda r: r.seed)
+    return found
+
+
+def mean_spread(values: list[float]) -> tuple[float, float] | None:
+    if not values:
+        return None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else math.nan)
+
+
+def load_extra(root: Path, protocol: Protocol, name: str) -> dict | None:
+    path = root / protocol.name / "extras" / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def grid_wall_minutes(root: Path, protocol: Protocol) -> float | None:
+    """Wall time of the invocations that ran something (results/<protocol>/grid.jsonl)."""
+    log = read_jsonl(root / protocol.name / "grid.jsonl")
+    spent = [row["minutes"] for row in log if row.get("ran", 0) > 0]
+    return sum(spent) if spent else None
+
+
+def protocol_flag(protocol: Protocol, flag: str, default: str) -> str:
+    return protocol.base[protocol.base.index(flag) + 1] if flag in protocol.base else default
+
+
+def cell_flag(protocol: Protocol, cell: Cell, flag: str, default: str) -> str:
+    """The value the trainer sees for a flag: the cell's last occurrence, else the protocol base's."""
+    flags = [*protocol.base, *cell.flags]
+    positions = [i for i, f in enumerate(flags) if f == flag]
+    return flags[positions[-1] + 1] if positions else default
+
+
+def analytic(protocol: Protocol, cell: Cell) -> dict:
+    """Params and FLOPs from shared.arch/summary for the cell's model at its image size."""
+    from shared.arch import nin_spec
+    from shared.config import ArgumentParser, add_config_flags, config_from_args
+    from shared.summary import layer_table, memory_estimate, totals
+
+    parser = ArgumentParser()
+    add_config_flags(parser)
+    cfg = config_from_args(parser.parse_args([*protocol.base, *cell.flags]))
+    size = cfg.data.image_size
+    spec = nin_spec(cfg.model, size)
+    total = totals(layer_table(spec, size))
+    return {"image_size": size, "params": total["params"], "flops": total["flops"],
+            "flops_224": totals(layer_table(nin_spec(cfg.model, 224), 224))["flops"],
+            "memory": memory_estimate(spec, size, cfg.data.batch_size)}
+
+
+def memory_rows(root: Path, protocol: Protocol) -> list[dict]:
+    """Measured peak memory (extras/memory-*.json) beside the analytic estimate for the same size and batch."""
+    from shared.arch import nin_spec
+    from shared.config import ModelConfig
+    from shared.summary import memory_estimate
+
+    rows = []
+    slots = 2 if protocol.base_is_adam else 0  # Adam keeps two moments per weight; d2l's plain SGD none
+    for size in protocol.memory_sizes:
+        estimate = memory_estimate(nin_spec(ModelConfig(), size), size, protocol.memory_batch, optimizer_slots=slots)
+        for framework in FRAMEWORKS:
+            for kind in ("train", "infer"):
+                m = load_extra(root, protocol, f"memory-{framework}-{kind}-{size}.json")
+                analytic_bytes = estimate["training_bytes" if kind == "train" else "inference_bytes"]
+                if m is None:
+                    rows.append({"size": size, "framework": framework, "kind": kind, "analytic": analytic_bytes})
+                    continue
+                measured = m["device_peak_bytes"] or m["peak_rss_bytes"] - m["rss_before_bytes"]
+                rows.append({"size": size, "framework": framework, "kind": kind, "analytic": analytic_bytes,
+                             "measured": measured, "peak_rss": m["peak_rss_bytes"],
+                             "on": "device peak" if m["device_peak_bytes"] else "RSS growth",
+                             "param_bytes": estimate["param_bytes"]})
+    return rows

@@ -1,0 +1,89 @@
+"""compare.experiments: the grid is well formed, runs real trainers, skips what is done, and reports honestly."""
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from compare.experiments import run_grid, train_command
+from compare.grid import CPU, EXPERIMENTS, GPU, all_cells, experiment_cells, seed_count
+from compare.results import Run
+from compare.results_doc import write_results
+from shared.config import parse_train_args
+
+from .conftest import assert_user_error
+
+# The cpu protocol's grid, shrunk to two steps per run: what the test checks is the plumbing, not accuracy.
+TINY = dataclasses.replace(CPU, base=("--preset", "smoke", "--train-limit", "128", "--test-limit", "64"), seeds=1)
+
+
+@pytest.mark.parametrize("protocol", [CPU, GPU], ids=["cpu", "gpu"])
+def test_every_cell_is_a_valid_trainer_command(protocol):
+    grid = experiment_cells(protocol)
+    assert set(grid) == set(EXPERIMENTS)
+    cells = all_cells(protocol)
+    assert len({c.name for c in cells}) == len(cells)
+    for cell in cells:
+        for fw in ("torch", "flax"):
+            command = train_command(protocol, cell, fw, 0, Path("results/x"))
+            assert command[1:3] == ["-m", f"nin_{fw}.train"]
+            if cell.same_init:
+                continue  # its --init-from file is written by the grid just before the run
+            cfg = parse_train_args(command[3:], fw)
+            assert cfg.run.out == "results/x" and not cfg.run.progress
+    lr = {c.name: parse_train_args(train_command(protocol, c, "torch", 0, Path("o"))[3:], "torch") for c in grid["lr"]}
+    assert {cfg.train.lr for cfg in lr.values()} == {0.01, 0.03, 0.05, 0.1, 0.2}
+    assert all(cfg.train.optimizer == "sgd" for cfg in lr.values())
+    assert lr["lr-0.1-plain"].train.schedule == "constant" and lr["lr-0.1-plain"].train.warmup_steps == 0
+    assert lr["lr-0.1-scheduled"].train.clip_grad_norm == 1.0 and lr["lr-0.1-scheduled"].train.schedule == "cosine"
+    init = [parse_train_args(train_command(protocol, c, "flax", 0, Path("o"))[3:], "flax") for c in grid["init"]]
+    assert sorted((cfg.model.init, cfg.model.final_relu) for cfg in init) == sorted(
+        (i, r) for i in ("torch", "flax", "xavier_uniform", "kaiming_normal") for r in (True, False))
+    assert all(seed_count(c, protocol, None) >= 5 for c in grid["init"])
+    assert all(seed_count(c, protocol, 2) == 5 for c in grid["init"])
+
+
+def test_stuck_and_spikes_read_the_step_log():
+    def run(losses, acc, status="ok"):
+        steps = [{"step": 20 * (i + 1), "train_loss": v} for i, v in enumerate(losses)]
+        return Run("torch", 0, Path("."), {"test_acc": acc, "status": status}, steps, [], "")
+
+    assert run([2.303, 2.302, 2.301], 0.1).stuck
+    assert not run([2.3, 2.0, 1.7], 0.35).stuck
+    assert run([2.3, math.nan], None, "diverged").stuck
+    assert run([2.0, 1.5, 1.8, 1.2, 1.4], 0.5).spikes == 2
+
+
+def test_grid_runs_skips_and_reports(tmp_path):
+    root, docs = tmp_path / "results", tmp_path / "docs"
+    assert run_grid(TINY, "head", None, root) == []  # base and fc, one seed, both frameworks
+    runs = sorted(p.relative_to(root).as_posix() for p in root.glob("cpu/*/*-seed*"))
+    assert runs == ["cpu/base/flax-seed0", "cpu/base/torch-seed0", "cpu/fc/flax-seed0", "cpu/fc/torch-seed0"]
+    for run in root.glob("cpu/*/*-seed*"):
+        assert json.loads((run / "summary.json").read_text())["status"] == "ok"
+        assert (run / "steps.jsonl").exists() and "--seed 0" in (run / "command.txt").read_text()
+        assert not any((run / name).exists() for name in ("checkpoint.pt", "checkpoint", "weights.safetensors"))
+    stamp = {p: p.stat().st_mtime_ns for p in root.glob("cpu/*/*/summary.json")}
+    assert run_grid(TINY, "head", None, root) == []  # all done: nothing runs again
+    assert {p: p.stat().st_mtime_ns for p in root.glob("cpu/*/*/summary.json")} == stamp
+    log = [json.loads(line) for line in (root / "cpu" / "grid.jsonl").read_text().splitlines()]
+    assert [row["ran"] for row in log] == [4, 0]
+
+    text = write_results(root, docs).read_text()
+    head = text.split("## head")[1].split("## ")[0]
+    assert "[0." in head and "](../results/cpu/base)" in head and "](../results/cpu/fc)" in head
+    assert "gpu protocol: not run" in head
+    assert "not run" in text.split("## num-1x1")[1].split("## ")[0]  # n0, n1, n3 have no runs
+    assert (docs / "figures" / "cpu-head.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (docs / "figures" / "cpu-lr.png").exists()
+
+
+def test_experiments_cli_errors(cli, tmp_path):
+    assert_user_error(cli("compare.experiments", "--seeds", "0", "--results", str(tmp_path)), "--seeds")
+    assert_user_error(cli("compare.experiments", "--only", "nope"), "--only")
+    result = cli("compare.experiments", "--report-only", "--results", str(tmp_path / "none"),
+                 "--docs", str(tmp_path / "docs"))
+    assert result.returncode == 0, result.stderr
+    assert "cpu protocol: not run" in (tmp_path / "docs" / "RESULTS.md").read_text()
