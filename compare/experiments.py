@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -79,8 +80,14 @@ def run_one(protocol: Protocol, cell: Cell, framework: str, seed: int, root: Pat
     command = train_command(protocol, cell, framework, seed, out) + (["--resume"] if resume else [])
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text(shlex.join(["python", *command[1:]]) + "\n")
-    with open(out / "train.log", "a") as log:
-        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+    # Ctrl-C reaches the trainer too (same process group): it checkpoints and exits 130, and only then does the
+    # grid stop; a Python handler, unlike SIG_IGN, is not inherited by the child.
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        with open(out / "train.log", "a") as log:
+            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if code == 130:
         raise KeyboardInterrupt
     status = run_status(out)
@@ -119,28 +126,35 @@ def run_extras(protocol: Protocol, root: Path) -> list[str]:
 def run_grid(protocol: Protocol, only: str | None, seeds: int | None, root: Path) -> list[str]:
     jobs = [(cell, seed, fw) for cell in all_cells(protocol, only)
             for seed in range(seed_count(cell, protocol, seeds)) for fw in FRAMEWORKS]
-    failed, ran, started = [], 0, time.perf_counter()
+    failed, ran, started, stopped = [], 0, time.perf_counter(), False
     print(f"{protocol.name} protocol: {len(jobs)} training runs under {root / protocol.name}", flush=True)
-    for n, (cell, seed, fw) in enumerate(jobs, 1):
-        t0 = time.perf_counter()
-        status = run_one(protocol, cell, fw, seed, root)
-        if status != "skipped":
-            ran += 1
-            summary = run_path(root, protocol.name, cell.name, fw, seed) / "summary.json"
-            acc = json.loads(summary.read_text()).get("test_acc") if summary.exists() else None
-            print(f"[{n}/{len(jobs)}] {cell.name} {fw} seed {seed}: {status}"
-                  + (f", test acc {acc:.4f}" if acc is not None else "")
-                  + f" ({time.perf_counter() - t0:.0f} s; {(time.perf_counter() - started) / 60:.1f} min so far)",
-                  flush=True)
-        if status == "failed":
-            failed.append(f"{cell.name}/{fw}-seed{seed}")
-    if only in (None, "frameworks", "resources"):
-        failed += run_extras(protocol, root)
-    minutes = (time.perf_counter() - started) / 60
-    print(f"grid done in {minutes:.1f} min", flush=True)
-    with open(root / protocol.name / "grid.jsonl", "a") as log:
-        log.write(json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "only": only, "seeds": seeds,
-                              "runs": len(jobs), "ran": ran, "failed": len(failed), "minutes": minutes}) + "\n")
+    try:
+        for n, (cell, seed, fw) in enumerate(jobs, 1):
+            t0 = time.perf_counter()
+            status = run_one(protocol, cell, fw, seed, root)
+            if status != "skipped":
+                ran += 1
+                summary = run_path(root, protocol.name, cell.name, fw, seed) / "summary.json"
+                acc = json.loads(summary.read_text()).get("test_acc") if summary.exists() else None
+                print(f"[{n}/{len(jobs)}] {cell.name} {fw} seed {seed}: {status}"
+                      + (f", test acc {acc:.4f}" if acc is not None else "")
+                      + f" ({time.perf_counter() - t0:.0f} s; {(time.perf_counter() - started) / 60:.1f} min so far)",
+                      flush=True)
+            if status == "failed":
+                failed.append(f"{cell.name}/{fw}-seed{seed}")
+        if only in (None, "frameworks", "resources"):
+            failed += run_extras(protocol, root)
+    except KeyboardInterrupt:
+        stopped = True
+        raise
+    finally:  # also on Ctrl-C: the wall time spent is part of the grid's cost
+        minutes = (time.perf_counter() - started) / 60
+        print(f"grid {'stopped' if stopped else 'done'} after {minutes:.1f} min", flush=True)
+        (root / protocol.name).mkdir(parents=True, exist_ok=True)
+        with open(root / protocol.name / "grid.jsonl", "a") as log:
+            log.write(json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "only": only, "seeds": seeds,
+                                  "runs": len(jobs), "ran": ran, "failed": len(failed), "stopped": stopped,
+                                  "minutes": minutes}) + "\n")
     return failed
 
 
@@ -157,7 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
         raise UserError(f"--seeds must be >= 1 (got {args.seeds})")
-    failed = [] if args.report_only else run_grid(PROTOCOLS[args.protocol], args.only, args.seeds, args.results)
+    try:
+        failed = [] if args.report_only else run_grid(PROTOCOLS[args.protocol], args.only, args.seeds, args.results)
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept and the interrupted one checkpointed; run the same command "
+              "again to continue", file=sys.stderr)
+        return 130
     from compare.results_doc import write_results
 
     path = write_results(args.results, args.docs)

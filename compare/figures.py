@@ -137,8 +137,8 @@ def curves(path: Path, cell: CellRuns, title: str) -> bool:
 
 
 def drift(path: Path, parity: dict | None, same_init: CellRuns) -> bool:
-    """Left: |loss_torch - loss_flax| / loss_torch per step of the K-step parity check. Right: the same-init
-    training runs of both frameworks (dropout on, each framework's own dropout masks)."""
+    """Left: |loss_torch - loss_flax| / loss_torch per step of the K-step parity check. Right: the training
+    losses of both frameworks started from one init draw."""
     if parity is None and not same_init.ran:
         return False
     plt = _plt()
@@ -154,7 +154,8 @@ def drift(path: Path, parity: dict | None, same_init: CellRuns) -> bool:
     for fw in FRAMEWORKS:
         for run in same_init.runs.get(fw, []):
             right.plot(*_steps(run), color=COLORS[fw], lw=1, label=f"{fw} seed {run.seed}")
-    right.set_title("training from one init draw (dropout on)", fontsize=10)
+    right.set_title(f"{same_init.cell.label}: same batches, {'no' if '--dropout' in same_init.cell.flags else 'own'} "
+                    "dropout masks", fontsize=10)
     right.set_xlabel("step")
     right.set_ylabel("training loss (20-step mean)")
     right.grid(alpha=0.3)

@@ -120,8 +120,8 @@ def experiment_cells(protocol: Protocol) -> dict[str, list[Cell]]:
     ]
     grid["best"] = [Cell("best", protocol.best_flags, "best found, trained longer", seeds="one", keep_weights=True)]
     grid["frameworks"] = [Cell("base", (), "own init draw per framework"),
-                          Cell("same-init", (), "one init draw, ported to both (--init-from)", seeds="one",
-                               same_init=True)]
+                          Cell("same-init", (), "one init draw, ported to both (--init-from)", same_init=True),
+                          Cell("same-init-nodrop", ("--dropout", "0"), "one init draw, dropout off", same_init=True)]
     return grid
 
 

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from compare import figures
+from compare.answers import answers
 from compare.grid import EXPERIMENTS, FRAMEWORKS, PROTOCOLS, Protocol, experiment_cells
 from compare.results import (
     STUCK_ACC,
@@ -241,6 +242,9 @@ def write_results(root: Path, docs: Path) -> Path:
                 f"`{' '.join(protocol.base)}`; {protocol.seeds} seeds per cell unless a table says otherwise "
                 "(init: 5, lr / optimizer-resolution / best / same-init: 1).")
     doc.add("")
+    for protocol in PROTOCOLS.values():
+        if any((root / protocol.name).glob("*/*/summary.json")) and (lines := answers(root, protocol)):
+            doc.add(f"## Answers ({protocol.name} protocol)", "", *(f"- {line}" for line in lines), "")
     for name in EXPERIMENTS:
         doc.add(f"## {name}", "")
         if name in DISCUSSION:

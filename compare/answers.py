@@ -1,0 +1,91 @@
+"""The short answers at the top of docs/RESULTS.md: one line per question, each computed from the runs of one
+protocol (None where its runs are missing, so nothing is said without a measurement)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compare.grid import FRAMEWORKS, Protocol, experiment_cells
+from compare.results import CellRuns, analytic, load_cell, mean_spread, memory_rows
+
+
+def _acc(cell: CellRuns, framework: str) -> float | None:
+    stats = mean_spread(cell.accs(framework))
+    return None if stats is None else stats[0]
+
+
+def _both(cell: CellRuns) -> str | None:
+    accs = [_acc(cell, fw) for fw in FRAMEWORKS]
+    return None if None in accs else f"{accs[0]:.3f} / {accs[1]:.3f}"
+
+
+def _delta(a: CellRuns, b: CellRuns) -> str | None:
+    d = [(x - y) if None not in (x := _acc(a, fw), y := _acc(b, fw)) else None for fw in FRAMEWORKS]
+    return None if None in d else f"{d[0]:+.3f} / {d[1]:+.3f}"
+
+
+def _vs_base(protocol: Protocol, cells: dict[str, CellRuns], name: str, what: str) -> str | None:
+    cell, base = cells[name], cells["base"]
+    delta, a, b = _delta(cell, base), analytic(protocol, cell.cell), analytic(protocol, base.cell)
+    if delta is None:
+        return None
+    return (f"{what}: {a['params'] / b['params']:.2f}x the params, {a['flops'] / b['flops']:.2f}x the FLOPs, "
+            f"test accuracy {delta} (torch / flax) vs the d2l net.")
+
+
+def answers(root: Path, protocol: Protocol) -> list[str]:
+    grid = experiment_cells(protocol)
+    cells = {c.name: load_cell(root, protocol, c) for cs in grid.values() for c in cs}
+    out = []
+    counts = [(n, _both(cells[c])) for n, c in (("0", "n0"), ("1", "n1"), ("2", "base"), ("3", "n3"))]
+    if all(acc for _, acc in counts):
+        extra = analytic(protocol, cells["n3"].cell)["params"] - analytic(protocol, cells["base"].cell)["params"]
+        out.append("**Why two 1x1 convs?** Test accuracy (torch / flax) with " +
+                   "; ".join(f"{n}: {acc}" for n, acc in counts) +
+                   f" 1x1 convs per block; one more 1x1 conv in every block costs {extra:,} params.")
+    for name, what in (("k3", "**3x3 instead of 1x1 mid convs**"), ("fc", "**A fully connected head instead of "
+                       "global average pooling**"), ("lw96", "**A gentler last block (384 -> 96 -> 10)**")):
+        line = _vs_base(protocol, cells, name, what)
+        if line:
+            out.append(line)
+    base = analytic(protocol, cells["base"].cell)
+    mem = [m for m in memory_rows(root, protocol) if m["kind"] == "train" and "measured" in m]
+    line = (f"**How big is it?** The d2l net: {base['params']:,} params, {base['flops_224'] / 1e9:.3f} GFLOPs per "
+            f"224 px image ({base['flops'] / 1e6:.1f} M at {base['image_size']} px)")
+    if mem:
+        m = max(mem, key=lambda m: (m["size"], m["framework"] == "torch"))
+        line += (f"; one training step at {m['size']} px, batch {protocol.memory_batch}, grew {m['framework']}'s "
+                 f"memory by {m['measured'] / 2**20:,.0f} MiB (analytic estimate "
+                 f"{(m['analytic'] - m['param_bytes']) / 2**20:,.0f} MiB)")
+    out.append(line + ".")
+    init = [cells[c.name] for c in grid["init"]]
+    if all(c.ran for c in init):
+        stuck = {c.cell.label: sum(r.stuck for fw in FRAMEWORKS for r in c.runs[fw]) for c in init}
+        total = sum(len(c.runs[fw]) for fw in FRAMEWORKS for c in init[:1])
+        out.append("**Does NiN train without explicit init?** Runs stuck at chance (torch + flax runs together, of "
+                   f"{total} per cell): " + "; ".join(f"{k} {v}" for k, v in stuck.items()) + ".")
+    lr = [cells[c.name] for c in grid["lr"]]
+    if all(c.ran for c in lr):
+        diverged = [c.cell.label for c in lr if any(r.status == "diverged" for fw in FRAMEWORKS for r in c.runs[fw])]
+        best = max(lr, key=lambda c: min(_acc(c, fw) or 0.0 for fw in FRAMEWORKS))
+        out.append(f"**Which SGD learning rate?** Best here: {best.cell.label} ({_both(best) or 'diverged'}); "
+                   f"diverged: {', '.join(diverged) or 'none'}.")
+    opt = [cells[c.name] for c in grid["optimizer-resolution"]]
+    if all(c.ran for c in opt):
+        out.append("**Adam or SGD?** Adam minus SGD (warmup + cosine + clip), torch / flax: "
+                   f"{_delta(opt[0], opt[1])} at the base size, {_delta(opt[2], opt[3])} at 96 px.")
+    best = cells["best"]
+    if best.ran and _both(best):
+        out.append(f"**Best reached on this protocol:** {_both(best)} test accuracy (torch / flax) on the "
+                   f"{'full test set' if '10000' in protocol.best_flags else 'test set'}; goal 0.925.")
+    frames = [cells[c.name] for c in grid["frameworks"]]
+    diffs = []
+    for c in frames:
+        pairs = [(r.test_acc, f.test_acc) for r in c.runs.get("torch", []) for f in c.runs.get("flax", [])
+                 if r.seed == f.seed and None not in (r.test_acc, f.test_acc)]
+        if pairs:
+            diffs.append(f"{c.cell.label}: {sum(abs(a - b) for a, b in pairs) / len(pairs):.4f}")
+    if diffs:
+        out.append("**Do the frameworks agree?** Mean |torch - flax| test accuracy for the same config and seed: "
+                   + "; ".join(diffs) + ".")
+    return out
