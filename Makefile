@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA_STAMP := data/.verified
 
-.PHONY: demo test lint data setup clean-runs
+.PHONY: demo test lint data setup clean-runs results
 
 setup: $(STAMP) $(DATA_STAMP)
 
@@ -31,6 +31,10 @@ lint: setup
 
 demo: setup
 	bash scripts/demo.sh $(PY)
+
+# The experiments grid (about 1.5 h on 2 cores; resumable) and docs/RESULTS.md
+results: setup
+	$(PY) -m compare.experiments --protocol cpu
 
 clean-runs:
 	rm -rf runs/demo

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from compare.grid import EXPERIMENTS, FRAMEWORKS, PROTOCOLS, Cell, Protocol, all_cells, seed_count
+from compare.grid import EXPERIMENTS, FRAMEWORKS, PROTOCOLS, Cell, Protocol, all_cells, cell_config, seed_count
 from shared.config import ArgumentParser
 from shared.errors import UserError, run_cli
 
@@ -48,11 +48,8 @@ def write_same_init(protocol: Protocol, cell: Cell, seed: int, path: Path) -> No
     """One init draw (torch's RNG) of the cell's network, for both frameworks' --init-from."""
     from nin_torch.model import build_model
     from nin_torch.weights import save
-    from shared.config import add_config_flags, config_from_args
 
-    parser = ArgumentParser()
-    add_config_flags(parser)
-    cfg = config_from_args(parser.parse_args([*protocol.base, *cell.flags]))
+    cfg = cell_config(protocol, cell)
     save(build_model(cfg.model, cfg.data.image_size, seed), path, cfg.model, cfg.data.image_size)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from shared.config import Config, parse_train_args
+
 FRAMEWORKS = ("torch", "flax")
 LR_VALUES = ("0.01", "0.03", "0.05", "0.1", "0.2")
 INITS = ("torch", "flax", "xavier_uniform", "kaiming_normal")
@@ -110,7 +112,7 @@ def experiment_cells(protocol: Protocol) -> dict[str, list[Cell]]:
     grid["lr"] = [lr_cell(protocol, lr, kind) for kind in ("plain", "scheduled") for lr in LR_VALUES]
     sgd = lr_cell(protocol, "0.1", "scheduled")
     adam = ("--optimizer", "adam", "--lr", "1e-3", "--schedule", "cosine", "--warmup-steps", protocol.warmup)
-    size = protocol.base[protocol.base.index("--image-size") + 1] if "--image-size" in protocol.base else "224"
+    size = cell_config(protocol, Cell("base")).data.image_size
     grid["optimizer-resolution"] = [
         Cell("base", (), f"Adam 1e-3, {size} px") if protocol.base_is_adam else
         Cell("adam", adam, f"Adam 1e-3, {size} px", seeds="one"),
@@ -123,6 +125,11 @@ def experiment_cells(protocol: Protocol) -> dict[str, list[Cell]]:
                           Cell("same-init", (), "one init draw, ported to both (--init-from)", same_init=True),
                           Cell("same-init-nodrop", ("--dropout", "0"), "one init draw, dropout off", same_init=True)]
     return grid
+
+
+def cell_config(protocol: Protocol, cell: Cell) -> Config:
+    """The config the trainers resolve for this cell (seed and output aside)."""
+    return parse_train_args([*protocol.base, *cell.flags], "torch")
 
 
 def lr_cell(protocol: Protocol, lr: str, kind: str) -> Cell:

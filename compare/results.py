@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compare.grid import FRAMEWORKS, Cell, Protocol
+from compare.grid import FRAMEWORKS, Cell, Protocol, cell_config
 from shared.rundir import read_jsonl
 
 CHANCE_LOSS = math.log(10)
@@ -105,26 +105,12 @@ def grid_wall_minutes(root: Path, protocol: Protocol) -> float | None:
     return sum(spent) if spent else None
 
 
-def protocol_flag(protocol: Protocol, flag: str, default: str) -> str:
-    return protocol.base[protocol.base.index(flag) + 1] if flag in protocol.base else default
-
-
-def cell_flag(protocol: Protocol, cell: Cell, flag: str, default: str) -> str:
-    """The value the trainer sees for a flag: the cell's last occurrence, else the protocol base's."""
-    flags = [*protocol.base, *cell.flags]
-    positions = [i for i, f in enumerate(flags) if f == flag]
-    return flags[positions[-1] + 1] if positions else default
-
-
 def analytic(protocol: Protocol, cell: Cell) -> dict:
     """Params and FLOPs from shared.arch/summary for the cell's model at its image size."""
     from shared.arch import nin_spec
-    from shared.config import ArgumentParser, add_config_flags, config_from_args
     from shared.summary import layer_table, memory_estimate, totals
 
-    parser = ArgumentParser()
-    add_config_flags(parser)
-    cfg = config_from_args(parser.parse_args([*protocol.base, *cell.flags]))
+    cfg = cell_config(protocol, cell)
     size = cfg.data.image_size
     spec = nin_spec(cfg.model, size)
     total = totals(layer_table(spec, size))

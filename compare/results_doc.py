@@ -94,14 +94,14 @@ def compare_sentence(a: CellRuns, b: CellRuns, what: str) -> str:
 
 def arch_table(doc: Doc, protocol: Protocol, cells: list[CellRuns], speed: bool = True) -> None:
     header = ["variant", "params", "FLOPs / image", "torch test acc", "flax test acc"]
-    header += ["torch ex/s", "flax ex/s"] if speed else []
+    header += ["torch time", "flax time"] if speed else []
     rows = []
     for c in cells:
         a = analytic(protocol, c.cell)
         row = [c.cell.label, f"{a['params']:,}", f"{a['flops'] / 1e6:,.1f} M",
                fmt_acc(c, "torch", doc), fmt_acc(c, "flax", doc)]
         if speed:
-            row += [fmt_num(c.mean(fw, "examples_per_sec"), "{:,.0f}") for fw in FRAMEWORKS]
+            row += [fmt_num(c.mean(fw, "seconds"), "{:,.0f} s") for fw in FRAMEWORKS]
         rows.append(row)
     doc.table(header, rows)
 
