@@ -74,9 +74,10 @@ def run_one(protocol: Protocol, cell: Cell, framework: str, seed: int, root: Pat
         shutil.rmtree(out)
     if cell.same_init and not (init := out.parent / f"init-seed{seed}.safetensors").exists():
         write_same_init(protocol, cell, seed, init)
-    command = train_command(protocol, cell, framework, seed, out) + (["--resume"] if resume else [])
+    command = train_command(protocol, cell, framework, seed, out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "command.txt").write_text(shlex.join(["python", *command[1:]]) + "\n")
+    command += ["--resume"] if resume else []
     # Ctrl-C reaches the trainer too (same process group): it checkpoints and exits 130, and only then does the
     # grid stop; a Python handler, unlike SIG_IGN, is not inherited by the child.
     previous = signal.signal(signal.SIGINT, lambda *_: None)

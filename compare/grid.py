@@ -31,6 +31,7 @@ class Cell:
 class Protocol:
     name: str
     description: str
+    budget: str  # how long a cell trains, for sentences comparing with the discussion's full trainings
     base: tuple[str, ...]  # every cell's flags start here
     init_base: tuple[str, ...]  # the short runs of the init experiment, over base
     warmup: str  # warmup steps of the scheduled runs
@@ -45,6 +46,7 @@ class Protocol:
 
 CPU = Protocol(
     name="cpu",
+    budget="here each cell trains only 300 steps",
     description=("sized for a 2-core CPU: 67 px, the first 19,200 training images once (300 steps of batch 64), "
                  "the first 2,000 test images; Adam 1e-3 with 30 warmup steps and cosine decay unless a cell says "
                  "otherwise"),
@@ -63,6 +65,7 @@ CPU = Protocol(
 
 GPU = Protocol(
     name="gpu",
+    budget="here 10 epochs at 224 px",
     description=("the book's setting on a GPU: 224 px, the full training and test sets, SGD lr 0.1, batch 128, "
                  "10 epochs, xavier_uniform init (the d2l preset) unless a cell says otherwise"),
     base=("--preset", "d2l", "--device", "gpu", "--epochs", "10"),
