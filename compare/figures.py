@@ -10,6 +10,7 @@ from compare.grid import FRAMEWORKS
 from compare.results import CHANCE_LOSS, CellRuns, mean_spread
 
 COLORS = {"torch": "tab:red", "flax": "tab:blue"}
+STYLES = ("-", "--", ":", "-.")  # by seed
 
 
 def _plt():
@@ -123,7 +124,7 @@ def curves(path: Path, cell: CellRuns, title: str) -> bool:
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
     for fw in FRAMEWORKS:
         for run in cell.runs.get(fw, []):
-            loss_ax.plot(*_steps(run), color=COLORS[fw], lw=1, label=f"{fw} seed {run.seed}")
+            loss_ax.plot(*_steps(run), STYLES[run.seed % 4], color=COLORS[fw], lw=1, label=f"{fw} seed {run.seed}")
             acc_ax.plot([m["step"] for m in run.metrics], [m["test_acc"] for m in run.metrics], "-o",
                         color=COLORS[fw], label=f"{fw} seed {run.seed}")
     loss_ax.set_ylabel("training loss (20-step mean)")
@@ -153,7 +154,7 @@ def drift(path: Path, parity: dict | None, same_init: CellRuns) -> bool:
         left.grid(alpha=0.3)
     for fw in FRAMEWORKS:
         for run in same_init.runs.get(fw, []):
-            right.plot(*_steps(run), color=COLORS[fw], lw=1, label=f"{fw} seed {run.seed}")
+            right.plot(*_steps(run), STYLES[run.seed % 4], color=COLORS[fw], lw=1, label=f"{fw} seed {run.seed}")
     right.set_title(f"{same_init.cell.label}: same batches, {'no' if '--dropout' in same_init.cell.flags else 'own'} "
                     "dropout masks", fontsize=10)
     right.set_xlabel("step")
