@@ -62,14 +62,13 @@ def answers(root: Path, protocol: Protocol) -> list[str]:
     out.append(line + ".")
     init = [cells[c.name] for c in grid["init"]]
     if all(c.ran for c in init):
-        stuck = {c.cell.label: sum(r.stuck for fw in FRAMEWORKS for r in c.runs[fw]) for c in init}
-        total = sum(len(c.runs[fw]) for fw in FRAMEWORKS for c in init[:1])
-        default = stuck[next(c.cell.label for c in init if c.cell.name == "init-torch-relu")]
-        out.append("**Does NiN train without explicit init?** Runs stuck at chance (torch + flax runs together, of "
-                   f"{total} per cell): " + "; ".join(f"{k} {v}" for k, v in stuck.items()) + ". PyTorch's default "
-                   f"init with d2l's final ReLU: {default} of {total} stuck" +
-                   (" — the claim holds here." if default > total // 2 else
-                    " — the claim does not hold on this protocol." if default == 0 else "."))
+        by_law: dict[str, list] = {}
+        for c in init:
+            by_law.setdefault(c.cell.label.split(",")[0], []).extend(r for fw in FRAMEWORKS for r in c.runs[fw])
+        parts = [f"{law}: {sum(r.stuck for r in runs)} of {len(runs)} stuck, mean test acc "
+                 f"{sum(r.test_acc or 0.0 for r in runs) / len(runs):.3f}" for law, runs in by_law.items()]
+        out.append(f"**Does NiN train without explicit init?** After {protocol.init_budget} (both frameworks, final "
+                   "ReLU on and off together): " + "; ".join(parts) + ".")
     lr = [cells[c.name] for c in grid["lr"]]
     if all(c.ran for c in lr):
         diverged = [c.cell.label for c in lr if any(r.status == "diverged" for fw in FRAMEWORKS for r in c.runs[fw])]

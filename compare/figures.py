@@ -32,6 +32,11 @@ def _save(fig, path: Path) -> bool:
     return True
 
 
+def _legend(ax, size: int) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=size)
+
+
 def _steps(run) -> tuple[list[int], list[float]]:
     return [s["step"] for s in run.steps], [s["train_loss"] for s in run.steps]
 
@@ -58,7 +63,7 @@ def accuracy_bars(path: Path, cells: list[CellRuns], title: str) -> bool:
     ax.set_ylim(max(0.0, low - 0.1), 1.0)
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax, 8)
     return _save(fig, path)
 
 
@@ -81,7 +86,7 @@ def init_curves(path: Path, cells: list[CellRuns]) -> bool:
     for ax in axes.flat:
         ax.axhline(CHANCE_LOSS, color="gray", ls=":", lw=1)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax, 7)
     for ax in axes[1]:
         ax.set_xlabel("step")
     for ax in axes[:, 0]:
@@ -108,7 +113,7 @@ def lr_curves(path: Path, cells: list[CellRuns]) -> bool:
         ax.axhline(CHANCE_LOSS, color="gray", ls=":", lw=1)
         ax.set_ylim(0, 3.0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend(ax, 7)
     for ax in axes[1]:
         ax.set_xlabel("step")
     for ax in axes[:, 0]:
@@ -132,7 +137,7 @@ def curves(path: Path, cell: CellRuns, title: str) -> bool:
     for ax in (loss_ax, acc_ax):
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _legend(ax, 8)
     loss_ax.set_title(title)
     return _save(fig, path)
 
@@ -160,5 +165,5 @@ def drift(path: Path, parity: dict | None, same_init: CellRuns) -> bool:
     right.set_xlabel("step")
     right.set_ylabel("training loss (20-step mean)")
     right.grid(alpha=0.3)
-    right.legend(fontsize=8)
+    _legend(right, 8)
     return _save(fig, path)

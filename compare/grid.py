@@ -14,6 +14,8 @@ from shared.config import Config, parse_train_args
 FRAMEWORKS = ("torch", "flax")
 LR_VALUES = ("0.01", "0.03", "0.05", "0.1", "0.2")
 INITS = ("torch", "flax", "xavier_uniform", "kaiming_normal")
+INIT_NAMES = {"torch": "PyTorch default init", "flax": "flax default init", "xavier_uniform": "xavier_uniform",
+              "kaiming_normal": "kaiming_normal"}
 SCHEDULED = ("--schedule", "cosine", "--clip-grad-norm", "1.0")  # + the protocol's warmup
 
 
@@ -32,6 +34,7 @@ class Protocol:
     name: str
     description: str
     budget: str  # how long a cell trains, for sentences comparing with the discussion's full trainings
+    init_budget: str  # how long an init cell trains
     base: tuple[str, ...]  # every cell's flags start here
     init_base: tuple[str, ...]  # the short runs of the init experiment, over base
     warmup: str  # warmup steps of the scheduled runs
@@ -47,6 +50,7 @@ class Protocol:
 CPU = Protocol(
     name="cpu",
     budget="here each cell trains only 300 steps",
+    init_budget="100 steps of Adam (batch 64)",
     description=("sized for a 2-core CPU: 67 px, the first 19,200 training images once (300 steps of batch 64), "
                  "the first 2,000 test images; Adam 1e-3 with 30 warmup steps and cosine decay unless a cell says "
                  "otherwise"),
@@ -66,6 +70,7 @@ CPU = Protocol(
 GPU = Protocol(
     name="gpu",
     budget="here 10 epochs at 224 px",
+    init_budget="one epoch of SGD 0.1 at 224 px",
     description=("the book's setting on a GPU: 224 px, the full training and test sets, SGD lr 0.1, batch 128, "
                  "10 epochs, xavier_uniform init (the d2l preset) unless a cell says otherwise"),
     base=("--preset", "d2l", "--device", "gpu", "--epochs", "10"),
@@ -110,7 +115,7 @@ def experiment_cells(protocol: Protocol) -> dict[str, list[Cell]]:
     grid["resources"] = [arch[c] for c in ("base", "n0", "n1", "n3", "k3", "fc", "lw96")]
     grid["init"] = [Cell(f"init-{init}-{'relu' if relu else 'norelu'}",
                          (*protocol.init_base, "--init", init, "--final-relu" if relu else "--no-final-relu"),
-                         f"{init}, final ReLU {'on' if relu else 'off'}", seeds="init")
+                         f"{INIT_NAMES[init]}, final ReLU {'on' if relu else 'off'}", seeds="init")
                     for relu in (True, False) for init in INITS]
     grid["lr"] = [lr_cell(protocol, lr, kind) for kind in ("plain", "scheduled") for lr in LR_VALUES]
     sgd = lr_cell(protocol, "0.1", "scheduled")
