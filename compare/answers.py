@@ -74,9 +74,13 @@ def answers(root: Path, protocol: Protocol) -> list[str]:
         diverged = [c.cell.label for c in lr if any(r.status == "diverged" for fw in FRAMEWORKS for r in c.runs[fw])]
         best = max(lr, key=lambda c: min(_acc(c, fw) or 0.0 for fw in FRAMEWORKS))
         spiky = {c.cell.label: sum(r.spikes for fw in FRAMEWORKS for r in c.runs[fw]) for c in lr}
+        lowest = min(r.steps[-1]["train_loss"] for c in lr for fw in FRAMEWORKS for r in c.runs[fw] if r.steps)
         out.append(f"**Which SGD learning rate?** Best here: {best.cell.label} ({_both(best) or 'diverged'}); "
                    f"diverged: {', '.join(diverged) or 'none'}; loss spikes (torch + flax): "
-                   + "; ".join(f"{k} {v}" for k, v in spiky.items() if v) + ".")
+                   + ("; ".join(f"{k} {v}" for k, v in spiky.items() if v) or "none")
+                   + f"; lowest final training loss {lowest:.3f}"
+                   + (f" (ln 10 = 2.303: {protocol.budget}, too few for plain SGD to leave the chance plateau, so "
+                      "the discussion's fluctuating loss cannot show)" if lowest > 2.0 else "") + ".")
     opt = [cells[c.name] for c in grid["optimizer-resolution"]]
     if all(c.ran for c in opt):
         out.append("**Adam or SGD?** Adam minus SGD (warmup + cosine + clip), torch / flax: "

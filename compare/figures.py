@@ -111,7 +111,6 @@ def lr_curves(path: Path, cells: list[CellRuns]) -> bool:
                                      fontsize=10)
     for ax in axes.flat:
         ax.axhline(CHANCE_LOSS, color="gray", ls=":", lw=1)
-        ax.set_ylim(0, 3.0)
         ax.grid(alpha=0.3)
         _legend(ax, 7)
     for ax in axes[1]:

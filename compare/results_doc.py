@@ -240,7 +240,7 @@ def write_results(root: Path, docs: Path) -> Path:
         state = (f"run; wall time of the grid {wall:.0f} min" if wall else "run") if ran else NOT_RUN
         doc.add(f"- **{protocol.name}** ({state}): {protocol.description}. Base trainer flags: "
                 f"`{' '.join(protocol.base)}`; {protocol.seeds} seeds per cell unless a table says otherwise "
-                "(init: 5, lr / optimizer-resolution / best / same-init: 1).")
+                f"(init: 5, lr / optimizer-resolution / best: 1). {protocol.caveat}")
     doc.add("")
     for protocol in PROTOCOLS.values():
         if any((root / protocol.name).glob("*/*/summary.json")) and (lines := answers(root, protocol)):
