@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from compare.grid import FRAMEWORKS, Protocol, experiment_cells
-from compare.results import CellRuns, analytic, load_cell, mean_spread, memory_rows
+from compare.results import CellRuns, analytic, load_cell, load_extra, mean_spread, memory_rows
 
 
 def _acc(cell: CellRuns, framework: str) -> float | None:
@@ -88,10 +88,16 @@ def answers(root: Path, protocol: Protocol) -> list[str]:
                    f"reached {_both(opt[2])} ({protocol.budget}; the discussion's 0.906 is a full training).")
     best = cells["best"]
     if best.ran and _both(best):
+        dead = [f"{fw} {', '.join(x['dead_classes'])}" for fw in FRAMEWORKS
+                if (x := load_extra(root, protocol, f"classes-best-{fw}.json")) and x["dead_classes"]]
+        fixed = cells["best-norelu"]
         accs = [_acc(best, fw) or 0.0 for fw in FRAMEWORKS]
         out.append(f"**Best reached on this protocol:** {_both(best)} test accuracy (torch / flax) on the full test "
                    f"set; the goal of 0.925 is {'met' if min(accs) >= 0.925 else 'not met'}"
-                   f"{'' if min(accs) >= 0.909 else ', and it stays below the discussion best of 0.909'}.")
+                   f"{'' if min(accs) >= 0.909 else ', and it stays below the discussion best of 0.909'}"
+                   + (f". Dead classes (logit 0 on every test image, killed by the final ReLU): {'; '.join(dead)}"
+                      if dead else "")
+                   + (f". Without the final ReLU: {_both(fixed)}" if fixed.ran and _both(fixed) else "") + ".")
     frames = [cells[c.name] for c in grid["frameworks"]]
     diffs = []
     for c in frames:

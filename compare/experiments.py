@@ -96,7 +96,8 @@ def run_one(protocol: Protocol, cell: Cell, framework: str, seed: int, root: Pat
 
 
 def run_extras(protocol: Protocol, root: Path) -> list[str]:
-    """The non-training measurements: the K-step parity drift and peak memory (JSON files in extras/)."""
+    """The non-training measurements (JSON files in extras/): the K-step parity drift, peak memory, and the
+    per-class accuracy and dead classes of the runs that keep their weights."""
     extras = root / protocol.name / "extras"
     jobs = {"parity-drift.json": ["compare.parity", "--preset", "cpu", *protocol.parity_flags]}
     for size in protocol.memory_sizes:
@@ -105,6 +106,11 @@ def run_extras(protocol: Protocol, root: Path) -> list[str]:
                 jobs[f"memory-{framework}-{kind}-{size}.json"] = [
                     "compare.memory", "--framework", framework, "--kind", kind, *protocol.base,
                     "--image-size", str(size), "--batch-size", str(protocol.memory_batch)]
+    for cell in (c for c in all_cells(protocol) if c.keep_weights):
+        for framework in FRAMEWORKS:
+            weights = run_path(root, protocol.name, cell.name, framework, 0) / "weights.safetensors"
+            if weights.exists():
+                jobs[f"classes-{cell.name}-{framework}.json"] = ["compare.per_class", str(weights)]
     failed = []
     for name, args in jobs.items():
         path = extras / name
@@ -140,7 +146,7 @@ def run_grid(protocol: Protocol, only: str | None, seeds: int | None, root: Path
                       flush=True)
             if status == "failed":
                 failed.append(f"{cell.name}/{fw}-seed{seed}")
-        if only in (None, "frameworks", "resources"):
+        if only in (None, "frameworks", "resources", "best"):
             failed += run_extras(protocol, root)
     except KeyboardInterrupt:
         stopped = True

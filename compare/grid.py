@@ -133,7 +133,9 @@ def experiment_cells(protocol: Protocol) -> dict[str, list[Cell]]:
         Cell("adam-96", (*adam, "--image-size", "96"), "Adam 1e-3, 96 px", seeds="one"),
         Cell("sgd-96", (*sgd.flags, "--image-size", "96"), "SGD 0.1 + warmup/cosine/clip, 96 px", seeds="one"),
     ]
-    grid["best"] = [Cell("best", protocol.best_flags, "best found, trained longer", seeds="one", keep_weights=True)]
+    grid["best"] = [Cell("best", protocol.best_flags, "best found, trained longer", seeds="one", keep_weights=True),
+                    Cell("best-norelu", (*protocol.best_flags, "--no-final-relu"), "the same without the final ReLU",
+                         seeds="one", keep_weights=True)]
     grid["frameworks"] = [Cell("base", (), "own init draw per framework"),
                           Cell("same-init", (), "one init draw, ported to both (--init-from)", same_init=True),
                           Cell("same-init-nodrop", ("--dropout", "0"), "one init draw, dropout off", same_init=True)]

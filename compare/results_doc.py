@@ -185,8 +185,24 @@ def section_plain(doc: Doc, protocol: Protocol, name: str, cells: list[CellRuns]
         goal = {fw: (mean_spread(cells[0].accs(fw)) or (0.0,))[0] for fw in FRAMEWORKS}
         reached = [fw for fw, acc in goal.items() if acc >= 0.925]
         doc.add(f"Goal 0.925 reached by: {', '.join(reached) or 'neither framework'} on this protocol.", "")
+        section_classes(doc, protocol, cells)
         if figures.curves(doc.docs / "figures" / f"{protocol.name}-best.png", cells[0], "best"):
             doc.add(f"![best](figures/{protocol.name}-best.png)", "")
+
+
+def section_classes(doc: Doc, protocol: Protocol, cells: list[CellRuns]) -> None:
+    """Per-class accuracy of the runs that kept their weights (`python -m compare.per_class`)."""
+    found = [(c, fw, x) for c in cells for fw in FRAMEWORKS
+             if (x := load_extra(doc.root, protocol, f"classes-{c.cell.name}-{fw}.json"))]
+    if not found:
+        return
+    doc.add("Per-class test accuracy of these runs (`python -m compare.per_class WEIGHTS`). A class is dead when its "
+            "logit is exactly 0 for every test image: with the final ReLU before global pooling, a class channel "
+            "that turns negative for every input gets no gradient again and is never predicted.", "")
+    names = [k["name"] for k in found[0][2]["classes"]]
+    rows = [[f"{c.cell.label}, {fw}", *(f"{k['acc']:.2f}" for k in x["classes"]), ", ".join(x["dead_classes"]) or
+             "none"] for c, fw, x in found]
+    doc.table(["run", *names, "dead classes"], rows)
 
 
 def section_frameworks(doc: Doc, protocol: Protocol, cells: list[CellRuns]) -> None:

@@ -87,3 +87,26 @@ def test_experiments_cli_errors(cli, tmp_path):
                  "--docs", str(tmp_path / "docs"))
     assert result.returncode == 0, result.stderr
     assert "cpu protocol: not run" in (tmp_path / "docs" / "RESULTS.md").read_text()
+
+
+def test_per_class_finds_a_class_killed_by_the_final_relu(tmp_path):
+    import torch
+
+    from compare.per_class import per_class
+    from nin_torch.model import build_model
+    from nin_torch.weights import save
+    from shared.config import ModelConfig
+
+    cfg = ModelConfig()
+    model = build_model(cfg, 67, seed=0)
+    with torch.no_grad():  # every class's last conv outputs its bias: 1, but -1 for class 3, which the ReLU zeroes
+        last = model.blocks[-1].conv2
+        last.weight.zero_()
+        last.bias.fill_(1.0)
+        last.bias[3] = -1.0
+    save(model, tmp_path / "w.safetensors", cfg, 67)
+    result = per_class(str(tmp_path / "w.safetensors"), test_limit=200)
+    assert result["test_examples"] == 200 and len(result["classes"]) == 10
+    assert result["dead_classes"] == ["Dress"] and result["classes"][3]["acc"] == 0.0
+    assert result["classes"][0]["zero_logit_fraction"] == 0.0
+    assert result["classes"][3]["zero_logit_fraction"] == 1.0
