@@ -54,7 +54,8 @@ CPU = Protocol(
     init_budget="100 steps of Adam (batch 64)",
     caveat=("Cells train for 300 steps (init: 100), about a third of one epoch: they measure how fast a variant "
             "starts to learn, not where it ends. Where the discussion's figures come from 10-epoch runs at 224 px "
-            "they are not comparable with these, and the text says so."),
+            "they are not comparable with these, and the text says so. Times are each run's own wall time; a few "
+            "runs shared the 2 CPUs with other jobs, so speed belongs to `python -m compare.benchmark`."),
     description=("sized for a 2-core CPU: 67 px, the first 19,200 training images once (300 steps of batch 64), "
                  "the first 2,000 test images; Adam 1e-3 with 30 warmup steps and cosine decay unless a cell says "
                  "otherwise"),

@@ -129,7 +129,9 @@ def section_resources(doc: Doc, protocol: Protocol, cells: list[CellRuns]) -> No
                      f"{a['flops'] / 1e6:,.1f} M", f"{a['flops_224'] / 1e9:,.3f} G",
                      *(fmt_num(c.mean(fw, "examples_per_sec"), "{:,.0f}") for fw in FRAMEWORKS)])
     doc.add("Params: analytic (shared/arch.py) and as each trainer counted them (summary.json). FLOPs per image "
-            "(2 per multiply-add), at this protocol's size and at 224 px. Training speed measured in the cells' runs.",
+            "(2 per multiply-add), at this protocol's size and at 224 px. Training speed: the mean of the cells' runs, "
+            "which shared the machine with whatever else was running; `python -m compare.benchmark` measures speed "
+            "properly.",
             "")
     doc.table(["variant", "params (analytic)", "torch", "flax", f"FLOPs @{a['image_size']} px", "FLOPs @224 px",
                "torch train ex/s", "flax train ex/s"], rows)
@@ -222,7 +224,8 @@ def section_frameworks(doc: Doc, protocol: Protocol, cells: list[CellRuns]) -> N
         train = drift["checks"]["train"]
         doc.add(f"K-step parity (`python -m compare.parity {' '.join(protocol.parity_flags)}`): the same weights "
                 f"and batches, dropout off, SGD with momentum, {train['steps']} steps; largest relative loss "
-                f"difference {train['max_rel_diff']:.2e}.", "")
+                f"difference {train['max_rel_diff']:.2e} (left). The runs in the table train with the protocol's own "
+                "optimizer and dropout; the last cell's training losses are on the right.", "")
     if figures.drift(doc.docs / "figures" / f"{protocol.name}-frameworks.png", drift, cells[-1]):
         doc.add(f"![frameworks](figures/{protocol.name}-frameworks.png)", "")
 
