@@ -67,12 +67,24 @@ def accuracy_bars(path: Path, cells: list[CellRuns], title: str) -> bool:
     return _save(fig, path)
 
 
+def _save_loss_grid(fig, axes, path: Path) -> bool:
+    """The finish of a 2x2 grid of training-loss panels: the chance line, grid, legends, axis labels."""
+    for ax in axes.flat:
+        ax.axhline(CHANCE_LOSS, color="gray", ls=":", lw=1)
+        ax.grid(alpha=0.3)
+        _legend(ax, 7)
+    for ax in axes[1]:
+        ax.set_xlabel("step")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("training loss (20-step mean)")
+    return _save(fig, path)
+
+
 def init_curves(path: Path, cells: list[CellRuns]) -> bool:
     """Training loss of every seed: one panel per framework and final-ReLU setting, one colour per init."""
     if not any(c.ran for c in cells):
         return False
-    plt = _plt()
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True, sharey=True)
+    fig, axes = _plt().subplots(2, 2, figsize=(11, 7), sharex=True, sharey=True)
     colors = {}
     for c in cells:
         init = c.cell.label.split(",")[0]
@@ -83,23 +95,14 @@ def init_curves(path: Path, cells: list[CellRuns]) -> bool:
             for n, run in enumerate(c.runs.get(fw, [])):
                 ax.plot(*_steps(run), color=color, alpha=0.7, lw=1, label=init if n == 0 else None)
             ax.set_title(f"{fw}, final ReLU {'on' if row == 0 else 'off'}", fontsize=10)
-    for ax in axes.flat:
-        ax.axhline(CHANCE_LOSS, color="gray", ls=":", lw=1)
-        ax.grid(alpha=0.3)
-        _legend(ax, 7)
-    for ax in axes[1]:
-        ax.set_xlabel("step")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("training loss (20-step mean)")
-    return _save(fig, path)
+    return _save_loss_grid(fig, axes, path)
 
 
 def lr_curves(path: Path, cells: list[CellRuns]) -> bool:
     """Training loss per learning rate: panels plain / scheduled x torch / flax."""
     if not any(c.ran for c in cells):
         return False
-    plt = _plt()
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True, sharey=True)
+    fig, axes = _plt().subplots(2, 2, figsize=(11, 7), sharex=True, sharey=True)
     for c in cells:
         row = 0 if c.cell.name.endswith("plain") else 1
         lr = c.cell.name.split("-")[1]
@@ -109,15 +112,7 @@ def lr_curves(path: Path, cells: list[CellRuns]) -> bool:
                                                                               "diverged" else ""))
             axes[row][col].set_title(f"{fw}, {'constant' if row == 0 else 'warmup + cosine + clip 1.0'}",
                                      fontsize=10)
-    for ax in axes.flat:
-        ax.axhline(CHANCE_LOSS, color="gray", ls=":", lw=1)
-        ax.grid(alpha=0.3)
-        _legend(ax, 7)
-    for ax in axes[1]:
-        ax.set_xlabel("step")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("training loss (20-step mean)")
-    return _save(fig, path)
+    return _save_loss_grid(fig, axes, path)
 
 
 def curves(path: Path, cell: CellRuns, title: str) -> bool:
