@@ -6,21 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from compare.grid import FRAMEWORKS, Protocol, experiment_cells
-from compare.results import CellRuns, analytic, load_cell, load_extra, mean_spread, memory_rows
-
-
-def _acc(cell: CellRuns, framework: str) -> float | None:
-    stats = mean_spread(cell.accs(framework))
-    return None if stats is None else stats[0]
+from compare.results import CellRuns, analytic, load_cell, load_extra, memory_rows
 
 
 def _both(cell: CellRuns) -> str | None:
-    accs = [_acc(cell, fw) for fw in FRAMEWORKS]
+    accs = [cell.mean_acc(fw) for fw in FRAMEWORKS]
     return None if None in accs else f"{accs[0]:.3f} / {accs[1]:.3f}"
 
 
 def _delta(a: CellRuns, b: CellRuns) -> str | None:
-    d = [(x - y) if None not in (x := _acc(a, fw), y := _acc(b, fw)) else None for fw in FRAMEWORKS]
+    d = [(x - y) if None not in (x := a.mean_acc(fw), y := b.mean_acc(fw)) else None for fw in FRAMEWORKS]
     return None if None in d else f"{d[0]:+.3f} / {d[1]:+.3f}"
 
 
@@ -72,7 +67,7 @@ def answers(root: Path, protocol: Protocol) -> list[str]:
     lr = [cells[c.name] for c in grid["lr"]]
     if all(c.ran for c in lr):
         diverged = [c.cell.label for c in lr if any(r.status == "diverged" for fw in FRAMEWORKS for r in c.runs[fw])]
-        best = max(lr, key=lambda c: min(_acc(c, fw) or 0.0 for fw in FRAMEWORKS))
+        best = max(lr, key=lambda c: min(c.mean_acc(fw) or 0.0 for fw in FRAMEWORKS))
         spiky = {c.cell.label: sum(r.spikes for fw in FRAMEWORKS for r in c.runs[fw]) for c in lr}
         lowest = min(r.steps[-1]["train_loss"] for c in lr for fw in FRAMEWORKS for r in c.runs[fw] if r.steps)
         out.append(f"**Which SGD learning rate?** Best here: {best.cell.label} ({_both(best) or 'diverged'}); "
@@ -91,7 +86,7 @@ def answers(root: Path, protocol: Protocol) -> list[str]:
         dead = [f"{fw} {', '.join(x['dead_classes'])}" for fw in FRAMEWORKS
                 if (x := load_extra(root, protocol, f"classes-best-{fw}.json")) and x["dead_classes"]]
         fixed = cells["best-norelu"]
-        accs = [_acc(best, fw) or 0.0 for fw in FRAMEWORKS]
+        accs = [best.mean_acc(fw) or 0.0 for fw in FRAMEWORKS]
         out.append(f"**Best reached on this protocol:** {_both(best)} test accuracy (torch / flax) on the full test "
                    f"set; the goal of 0.925 is {'met' if min(accs) >= 0.925 else 'not met'}"
                    f"{'' if min(accs) >= 0.909 else ', and it stays below the discussion best of 0.909'}"

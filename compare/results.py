@@ -24,11 +24,9 @@ RISE = 0.1  # a training-loss window this much above the one before it counts as
 class Run:
     framework: str
     seed: int
-    path: Path
     summary: dict
     steps: list[dict]
     metrics: list[dict]
-    command: str
 
     @property
     def test_acc(self) -> float | None:
@@ -59,6 +57,10 @@ class CellRuns:
     def accs(self, framework: str) -> list[float]:
         return [r.test_acc for r in self.runs.get(framework, []) if r.test_acc is not None and r.status == "ok"]
 
+    def mean_acc(self, framework: str) -> float | None:
+        stats = mean_spread(self.accs(framework))
+        return None if stats is None else stats[0]
+
     def mean(self, framework: str, key: str) -> float | None:
         values = [r.summary.get(key) for r in self.runs.get(framework, []) if r.summary.get(key) is not None]
         return statistics.fmean(values) if values else None
@@ -73,9 +75,8 @@ def load_run(path: Path) -> Run | None:
     if not summary.exists():
         return None
     framework, seed = path.name.rsplit("-seed", 1)
-    command = path / "command.txt"
-    return Run(framework, int(seed), path, json.loads(summary.read_text()), read_jsonl(path / "steps.jsonl"),
-               read_jsonl(path / "metrics.jsonl"), command.read_text().strip() if command.exists() else "")
+    return Run(framework, int(seed), json.loads(summary.read_text()), read_jsonl(path / "steps.jsonl"),
+               read_jsonl(path / "metrics.jsonl"))
 
 
 def load_cell(root: Path, protocol: Protocol, cell: Cell) -> CellRuns:
@@ -106,17 +107,16 @@ def grid_wall_minutes(root: Path, protocol: Protocol) -> float | None:
 
 
 def analytic(protocol: Protocol, cell: Cell) -> dict:
-    """Params and FLOPs from shared.arch/summary for the cell's model at its image size."""
+    """Params and FLOPs from shared.arch/summary for the cell's model at its image size (and at 224 px)."""
     from shared.arch import nin_spec
-    from shared.summary import layer_table, memory_estimate, totals
+    from shared.summary import layer_table, totals
 
     cfg = cell_config(protocol, cell)
     size = cfg.data.image_size
     spec = nin_spec(cfg.model, size)
     total = totals(layer_table(spec, size))
     return {"image_size": size, "params": total["params"], "flops": total["flops"],
-            "flops_224": totals(layer_table(nin_spec(cfg.model, 224), 224))["flops"],
-            "memory": memory_estimate(spec, size, cfg.data.batch_size)}
+            "flops_224": totals(layer_table(nin_spec(cfg.model, 224), 224))["flops"]}
 
 
 def memory_rows(root: Path, protocol: Protocol) -> list[dict]:

@@ -67,8 +67,8 @@ def fmt_num(value: float | None, fmt: str) -> str:
 
 
 def acc_diff(a: CellRuns, b: CellRuns, framework: str) -> float | None:
-    x, y = mean_spread(a.accs(framework)), mean_spread(b.accs(framework))
-    return None if x is None or y is None else x[0] - y[0]
+    x, y = a.mean_acc(framework), b.mean_acc(framework)
+    return None if x is None or y is None else x - y
 
 
 def spread(cells: list[CellRuns]) -> float:
@@ -92,17 +92,14 @@ def compare_sentence(a: CellRuns, b: CellRuns, what: str) -> str:
     return f"{what}: {both} test accuracy, {verdict}."
 
 
-def arch_table(doc: Doc, protocol: Protocol, cells: list[CellRuns], speed: bool = True) -> None:
-    header = ["variant", "params", "FLOPs / image", "torch test acc", "flax test acc"]
-    header += ["torch time", "flax time"] if speed else []
+def arch_table(doc: Doc, protocol: Protocol, cells: list[CellRuns]) -> None:
+    header = ["variant", "params", "FLOPs / image", "torch test acc", "flax test acc", "torch time", "flax time"]
     rows = []
     for c in cells:
         a = analytic(protocol, c.cell)
-        row = [c.cell.label, f"{a['params']:,}", f"{a['flops'] / 1e6:,.1f} M",
-               fmt_acc(c, "torch", doc), fmt_acc(c, "flax", doc)]
-        if speed:
-            row += [fmt_num(c.mean(fw, "seconds"), "{:,.0f} s") for fw in FRAMEWORKS]
-        rows.append(row)
+        rows.append([c.cell.label, f"{a['params']:,}", f"{a['flops'] / 1e6:,.1f} M",
+                     *(fmt_acc(c, fw, doc) for fw in FRAMEWORKS),
+                     *(fmt_num(c.mean(fw, "seconds"), "{:,.0f} s") for fw in FRAMEWORKS)])
     doc.table(header, rows)
 
 
@@ -184,7 +181,7 @@ def section_plain(doc: Doc, protocol: Protocol, name: str, cells: list[CellRuns]
              *(fmt_num(c.mean(fw, "seconds"), "{:,.0f} s") for fw in FRAMEWORKS)] for c in cells]
     doc.table(["run", "torch test acc", "flax test acc", "torch time", "flax time"], rows)
     if name == "best" and cells[0].ran:
-        goal = {fw: (mean_spread(cells[0].accs(fw)) or (0.0,))[0] for fw in FRAMEWORKS}
+        goal = {fw: cells[0].mean_acc(fw) or 0.0 for fw in FRAMEWORKS}
         reached = [fw for fw, acc in goal.items() if acc >= 0.925]
         doc.add(f"Goal 0.925 reached by: {', '.join(reached) or 'neither framework'} on this protocol.", "")
         section_classes(doc, protocol, cells)

@@ -48,7 +48,7 @@ def test_every_cell_is_a_valid_trainer_command(protocol):
 def test_stuck_and_spikes_read_the_step_log():
     def run(losses, acc, status="ok"):
         steps = [{"step": 20 * (i + 1), "train_loss": v} for i, v in enumerate(losses)]
-        return Run("torch", 0, Path("."), {"test_acc": acc, "status": status}, steps, [], "")
+        return Run("torch", 0, {"test_acc": acc, "status": status}, steps, [])
 
     assert run([2.303, 2.302, 2.301], 0.1).stuck
     assert not run([2.3, 2.0, 1.7], 0.35).stuck
