@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from compare.backends import FRAMEWORKS, make_backend
 from shared.arch import nin_spec
 from shared.config import ArgumentParser, Config
 from shared.errors import run_cli
 from shared.rundir import atomic_write
 from shared.summary import layer_table, totals
-
-FRAMEWORKS = ("torch", "flax")
 
 
 def bench_config(size: int, batch: int, precision: str, device: str) -> Config:
@@ -35,16 +34,6 @@ def bench_config(size: int, batch: int, precision: str, device: str) -> Config:
     cfg.run.precision, cfg.run.device = precision, device
     cfg.train.optimizer, cfg.train.lr = "momentum", 0.01  # a real update; the rate does not change the cost
     return cfg
-
-
-def make_backend(framework: str, cfg: Config):
-    if framework == "torch":
-        from nin_torch.train import TorchBackend
-
-        return TorchBackend(cfg)
-    from nin_flax.train import FlaxBackend
-
-    return FlaxBackend(cfg)
 
 
 def matmul_peak(device: str) -> dict[str, float]:
@@ -98,7 +87,8 @@ def device_peak_memory(framework: str, backend) -> int | None:
 def cpu_peak_rss(framework: str, size: int, batch: int, precision: str) -> int:
     """Peak resident memory (bytes) of a fresh process that builds this trainer and takes 3 steps."""
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its parent's peak
-    code = (f"import numpy as np; from compare.benchmark import bench_config, make_backend; "
+    code = (f"import numpy as np; from compare.backends import make_backend; "
+            f"from compare.benchmark import bench_config; "
             f"b = make_backend('{framework}', bench_config({size}, {batch}, '{precision}', 'cpu')); "
             f"[b.fetch([b.train_step(np.arange({batch}))]) for _ in range(3)]; "
             f"print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])")

@@ -35,7 +35,7 @@ def flax_to_torch(state: State, cfg: ModelConfig, image_size: int) -> State:
     return canonical
 
 
-def d2l_to_canonical(state: dict[str, np.ndarray]) -> tuple[State, ModelConfig]:
+def d2l_to_canonical(state: dict[str, np.ndarray], image_size: int = 224) -> tuple[State, ModelConfig]:
     """A d2l NiN state_dict (nn.Sequential of nin_blocks: `0.0.weight`, `0.2.weight`, `2.0.weight`, ...)
     -> (canonical state, the ModelConfig it implies). Blocks and convs are taken in index order."""
     blocks: dict[int, dict[int, dict[str, np.ndarray]]] = {}
@@ -66,7 +66,7 @@ def d2l_to_canonical(state: dict[str, np.ndarray]) -> tuple[State, ModelConfig]:
                       num_1x1=num_1x1, mid_kernel=int(mid_kernel))
     if cfg.last_width == cfg.num_classes:
         cfg.last_width = None
-    check_state(canonical, nin_spec(cfg, 224), "the d2l state_dict")
+    check_state(canonical, nin_spec(cfg, image_size), "the d2l state_dict")
     return canonical, cfg
 
 
@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("target", help="the portable weights.safetensors to write")
     parser.add_argument("--image-size", type=int, default=224, help="image size recorded in the file")
     args = parser.parse_args(argv)
-    state, cfg = d2l_to_canonical(load_torch_file(args.source))
-    save_portable(args.target, state, cfg, args.image_size, framework="torch (d2l nn.Sequential)")
+    state, cfg = d2l_to_canonical(load_torch_file(args.source), args.image_size)
+    save_portable(args.target, state, cfg, args.image_size, False, framework="torch (d2l nn.Sequential)")
     print(f"wrote {args.target}: {len(state)} tensors, num_1x1={cfg.num_1x1}, widths={cfg.widths}")
 
 

@@ -28,7 +28,8 @@ def _status_kib(key: str) -> int:
 
 
 def measure(framework: str, kind: str, cfg) -> dict:
-    from compare.benchmark import device_peak_memory, make_backend
+    from compare.backends import make_backend
+    from compare.benchmark import device_peak_memory
 
     backend = make_backend(framework, cfg)
     batch = np.arange(cfg.data.batch_size)

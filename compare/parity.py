@@ -2,7 +2,11 @@
 
 One config, one real Fashion-MNIST batch through both data pipelines, weights ported both ways, then:
 pipeline tensors, per-layer shapes (with the analytic ones), parameter counts, logits in both directions
-with every layer's activation diff, gradients w.r.t. every parameter, and a K-step SGD-momentum run.
+with every layer's activation diff, gradients w.r.t. every parameter, and K steps of the trainers' own
+step with the configured optimizer, schedule, weight decay, clipping and label smoothing (in float64, where
+the frameworks agree to rounding; the drift at the configured precision is shown beside it).
+The trainer flags apply (--preset cpu checks what the cpu preset trains); --weights FILE takes the
+architecture and preprocessing recorded in the file.
 Exit 0 when every check is within tolerance, 1 when one is not, 2 on bad input.
 """
 
@@ -16,34 +20,23 @@ from pathlib import Path
 
 import numpy as np
 
+from compare.train_parity import checked_config, train_check
 from shared.arch import nin_spec
-from shared.config import ArgumentParser, Config, add_config_flags, config_from_args
+from shared.config import CHOICES, ArgumentParser, Config, add_config_flags, config_from_args, validate
 from shared.data import epoch_order
 from shared.errors import run_cli
-from shared.rundir import atomic_write
+from shared.rundir import atomic_write, check_writable
 from shared.summary import layer_table, totals
-from shared.weights import State, load_for
+from shared.weights import State, apply_saved_config, load_for, load_portable
 
 TOL_PIPELINE = 1e-6
 TOL_LOGITS = 1e-5  # times max(1, max |logit|)
 TOL_GRADS = 1e-4  # max relative diff
-TOL_TRAIN = 1e-3  # max relative diff of the per-step losses
 # Max-pool's gradient at an exact tie is arbitrary, and the frameworks break ties differently: the float64
 # gradient check adds this dither (one array, the same for both) to the real batch so that no window ties.
 GRAD_DITHER = 1e-3
-PARITY_LR, PARITY_MOMENTUM = 0.01, 0.9
 
 Port = Callable[[State], State]
-
-
-def parity_config(cfg: Config) -> Config:
-    """The checked config: dropout off (so both sides are deterministic), SGD with momentum."""
-    cfg = copy.deepcopy(cfg)
-    cfg.model.dropout = 0.0
-    cfg.train.optimizer, cfg.train.lr, cfg.train.momentum = "momentum", PARITY_LR, PARITY_MOMENTUM
-    cfg.train.weight_decay, cfg.train.schedule, cfg.train.warmup_steps = 0.0, "constant", 0
-    cfg.train.clip_grad_norm, cfg.train.label_smoothing = None, 0.0
-    return cfg
 
 
 def _max_abs(a, b) -> float:
@@ -161,35 +154,6 @@ def grads_check(tmodel, fmodel, xt, yt, xf, yf, float64: bool) -> dict:
             "precision": "float64" if float64 else "float32", "tensors": rel}
 
 
-def train_check(sides: Sides, port: Port, steps: int, batch: int) -> dict:
-    """K steps of SGD with momentum from the same ported init on the same batches; losses per step."""
-    from flax import nnx
-
-    from nin_flax.optim import make_optimizer as flax_optimizer
-    from nin_flax.steps import make_train_step as flax_step
-    from nin_flax.weights import load_state as flax_load
-    from nin_torch.optim import make_optimizer as torch_optimizer
-    from nin_torch.steps import make_train_step as torch_step
-    from nin_torch.weights import state_of as torch_state
-
-    cfg = sides.cfg
-    tmodel = sides.torch_model(cfg.train.seed)
-    fmodel = sides.flax_model(cfg.train.seed + 1)
-    flax_load(fmodel, port(torch_state(tmodel)))
-    t_opt, t_sched = torch_optimizer(tmodel, cfg.train, steps)
-    f_opt = nnx.Optimizer(fmodel, flax_optimizer(cfg.train, steps), wrt=nnx.Param)
-    t_step, f_step = torch_step(tmodel, t_opt, t_sched, cfg, sides.tdev), flax_step(cfg)
-    order = epoch_order(cfg.train.seed, 0, len(sides.t_train))
-    loss_t, loss_f = [], []
-    for k in range(steps):
-        idx = order[(k * batch) % (len(order) - batch):][:batch]
-        ti, tl = sides.t_train.batch(sides.torch.from_numpy(idx).to(sides.tdev))
-        loss_t.append(float(t_step(ti, tl)[0]) / batch)
-        loss_f.append(float(f_step(fmodel, f_opt, sides.f_train.images, sides.f_train.labels, idx)[0]) / batch)
-    rel = max(abs(a - b) / max(abs(a), 1e-12) for a, b in zip(loss_t, loss_f, strict=True))
-    return {"ok": rel <= TOL_TRAIN, "steps": steps, "loss_torch": loss_t, "loss_flax": loss_f, "max_rel_diff": rel}
-
-
 def run_parity(cfg: Config, batch: int = 8, steps: int = 20, weights: str | None = None, device: str = "auto",
                torch_to_flax: Port | None = None, flax_to_torch: Port | None = None) -> dict:
     """All checks; `torch_to_flax` / `flax_to_torch` replace the identity port of canonical states (tests
@@ -201,7 +165,7 @@ def run_parity(cfg: Config, batch: int = 8, steps: int = 20, weights: str | None
     from nin_torch.weights import load_state as torch_load
     from nin_torch.weights import state_of as torch_state
 
-    cfg = parity_config(cfg)
+    cfg = checked_config(cfg, steps, batch)
     to_flax = torch_to_flax or (lambda s: s)
     to_torch = flax_to_torch or (lambda s: s)
     size, seed = cfg.data.image_size, cfg.train.seed
@@ -217,7 +181,7 @@ def run_parity(cfg: Config, batch: int = 8, steps: int = 20, weights: str | None
 
     tmodel, fmodel = sides.torch_model(seed), sides.flax_model(seed + 1)
     if weights:
-        state = load_for(weights, cfg.model, size)
+        state = load_for(weights, cfg.model, size, cfg.data.normalize)
         torch_load(tmodel, state)
         flax_load(fmodel, state)
     f_from_t = sides.flax_model(seed + 2)
@@ -241,7 +205,7 @@ def run_parity(cfg: Config, batch: int = 8, steps: int = 20, weights: str | None
     xt_d = xt + sides.torch.from_numpy(noise).to(sides.tdev)
     xf_d = xf + _to_nhwc(noise)
     checks["grads"] = grads_check(tmodel, f_from_t, xt_d, yt, xf_d, yf, float64=True)
-    checks["train"] = train_check(sides, to_flax, steps, batch)
+    checks["train"] = train_check(cfg, to_flax(torch_state(tmodel)), steps)
     info = {"grads_fp32_max_rel_diff": grads_check(tmodel, f_from_t, xt, yt, xf, yf, float64=False)["max_rel_diff"]}
     if sides.tdev.type == "cuda":  # GPUs default to TF32 convolutions: the diff users get without our setting
         from nin_flax.runtime import set_precision as flax_precision
@@ -263,8 +227,9 @@ def _flag(ok: bool) -> str:
 
 def print_report(report: dict) -> None:
     c = report["checks"]
-    print(f"parity at {report['config']['data']['image_size']} px on torch {report['device']['torch']} / "
-          f"flax {report['device']['flax']}, fp32")
+    cfg = report["config"]
+    print(f"parity at {cfg['data']['image_size']} px, {cfg['train']['optimizer']} lr {cfg['train']['lr']:g}, on "
+          f"torch {report['device']['torch']} / flax {report['device']['flax']}")
     print(f"{_flag(c['pipeline']['ok'])} pipeline   max |x_torch - x_flax| = {c['pipeline']['max_abs_diff']:.3g}")
     print(f"{_flag(c['shapes']['ok'])} shapes     {len(c['shapes']['layers'])} layers, torch = flax = analytic")
     for lay in c["shapes"]["layers"]:
@@ -283,9 +248,15 @@ def print_report(report: dict) -> None:
     g = c["grads"]
     print(f"{_flag(g['ok'])} grads      max relative diff {g['max_rel_diff']:.3g} in float64 (worst: "
           f"{g['worst_tensor']}); in fp32: {report['info']['grads_fp32_max_rel_diff']:.3g} (max-pool/ReLU near-ties)")
-    t = c["train"]
-    print(f"{_flag(t['ok'])} train      {t['steps']} steps, loss max relative diff {t['max_rel_diff']:.3g}; "
-          f"loss {t['loss_torch'][0]:.4f} -> torch {t['loss_torch'][-1]:.4f} / flax {t['loss_flax'][-1]:.4f}")
+    t, n = c["train"], c["train"]["native"]
+    print(f"{_flag(t['ok'])} train      {t['steps']} trainer steps ({', '.join(t['pieces']) or 'plain SGD'}) in "
+          f"float64: loss max rel diff {t['max_rel_diff']:.3g}, weights {t['weights_max_rel_diff']:.3g} "
+          f"(tolerance {t['tolerance']['loss']:.0e} / {t['tolerance']['weights']:.0e}); "
+          f"loss {t['loss_torch'][0]:.4f} -> {t['loss_torch'][-1]:.4f}")
+    print(f"info       the same steps in {n['precision']}: loss max rel diff {n['max_rel_diff']:.3g}, weights "
+          f"{n['weights_max_rel_diff']:.3g} (rounding, amplified by training)")
+    if t["culprit"]:
+        print(f"       the frameworks differ in: {t['culprit']}")
     if "logits_default_precision_max_abs_diff" in report["info"]:
         print(f"info       logits torch->flax at the GPUs' default (TF32) precision: max abs diff "
               f"{report['info']['logits_default_precision_max_abs_diff']:.3g}")
@@ -295,18 +266,24 @@ def print_report(report: dict) -> None:
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m compare.parity", description=__doc__)
-    add_config_flags(parser, sections=("model", "data"))
+    add_config_flags(parser, sections=("model", "data", "train"))
+    parser.add_argument("--precision", choices=CHOICES["precision"], default="fp32",
+                        help="precision of the informational drift run (the check itself runs in float64)")
     parser.add_argument("--batch", type=int, default=8, help="examples in the checked batch (default 8)")
     parser.add_argument("--steps", type=int, default=20, help="training steps compared (default 20)")
-    parser.add_argument("--weights", metavar="FILE", help="check these weights (weights.safetensors)")
-    parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weights", metavar="FILE",
+                        help="check these weights (their recorded architecture and preprocessing apply)")
+    parser.add_argument("--device", choices=CHOICES["device"], default="auto")
     parser.add_argument("--json", metavar="PATH", help="write the full report as JSON")
     args = parser.parse_args(argv)
     if args.batch < 1 or args.steps < 1:
         parser.error("--batch and --steps must be >= 1")
     cfg = config_from_args(args)
-    cfg.train.seed = args.seed
+    cfg.run.precision, cfg.run.device = args.precision, args.device
+    if args.weights:
+        cfg = validate(apply_saved_config(cfg, load_portable(args.weights)[1]))
+    if args.json:
+        check_writable(Path(args.json))
     report = run_parity(cfg, args.batch, args.steps, args.weights, args.device)
     print_report(report)
     if args.json:

@@ -71,9 +71,9 @@ def tfds_source(split: str, data_dir: str | None = None):
     return tfds.data_source(TFDS_NAME, split=split, data_dir=str(tfds_dir(data_dir)), download=False)
 
 
-def preprocess(images: jax.Array, image_size: int, normalize: bool = False) -> jax.Array:
-    """uint8 [N, 28, 28] -> float32 [N, S, S, 1]: / 255, bilinear (half-pixel, no antialias), (x - mean) / std."""
-    x = images[..., None].astype(jnp.float32) / 255.0
+def preprocess(images: jax.Array, image_size: int, normalize: bool = False, dtype=jnp.float32) -> jax.Array:
+    """uint8 [N, 28, 28] -> float [N, S, S, 1]: / 255, bilinear (half-pixel, no antialias), (x - mean) / std."""
+    x = images[..., None].astype(dtype) / 255.0
     x = jax.image.resize(x, (x.shape[0], image_size, image_size, 1), method="bilinear", antialias=False)
     return (x - MEAN) / STD if normalize else x
 

@@ -97,7 +97,7 @@ class NiN(nnx.Module):
         else:
             x = self.fc(x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1))  # flatten in C, H, W order, as torch
             _tap(taps, "fc", x)
-        return x.astype(jnp.float32)
+        return x.astype(jnp.promote_types(x.dtype, jnp.float32))  # bf16 compute -> fp32 logits
 
 
 def build_model(cfg: ModelConfig, image_size: int, seed: int = 0, dtype=None) -> NiN:

@@ -12,10 +12,10 @@ from shared.config import ModelConfig
 from shared.weights import State, canonical_to_flax, check_state, flax_to_canonical, load_for, save_portable
 
 
-def state_of(model: nnx.Module) -> State:
-    """Canonical state (fp32 numpy, PyTorch names and layout) of a flax NiN."""
+def state_of(model: nnx.Module, dtype=np.float32) -> State:
+    """Canonical state (numpy of `dtype`, PyTorch names and layout) of a flax NiN."""
     flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
-    native = {".".join(map(str, path)): np.asarray(v.get_value(), dtype=np.float32) for path, v in flat}
+    native = {".".join(map(str, path)): np.asarray(v.get_value()).astype(dtype) for path, v in flat}
     return flax_to_canonical(native)
 
 
@@ -27,9 +27,10 @@ def load_state(model: nnx.Module, state: State) -> None:
         variable.set_value(jnp.asarray(native[".".join(map(str, path))], dtype=variable.get_value().dtype))
 
 
-def save(model: nnx.Module, path: str | Path, cfg: ModelConfig, image_size: int) -> None:
-    save_portable(path, state_of(model), cfg, image_size, framework="flax")
+def save(model: nnx.Module, path: str | Path, cfg: ModelConfig, image_size: int, normalize: bool = False) -> None:
+    save_portable(path, state_of(model), cfg, image_size, normalize, framework="flax")
 
 
-def load_into(model: nnx.Module, path: str | Path, cfg: ModelConfig, image_size: int) -> None:
-    load_state(model, load_for(path, cfg, image_size))
+def load_into(model: nnx.Module, path: str | Path, cfg: ModelConfig, image_size: int,
+              normalize: bool | None = None) -> None:
+    load_state(model, load_for(path, cfg, image_size, normalize))

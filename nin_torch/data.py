@@ -64,9 +64,10 @@ def download(folder: str | Path) -> None:
     shutil.rmtree(tmp)
 
 
-def preprocess(images: torch.Tensor, image_size: int, normalize: bool = False) -> torch.Tensor:
-    """uint8 [N, 28, 28] -> float32 [N, 1, S, S]: / 255, bilinear (half-pixel, no antialias), (x - mean) / std."""
-    x = images.unsqueeze(1).float() / 255.0
+def preprocess(images: torch.Tensor, image_size: int, normalize: bool = False,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 [N, 28, 28] -> float [N, 1, S, S]: / 255, bilinear (half-pixel, no antialias), (x - mean) / std."""
+    x = images.unsqueeze(1).to(dtype) / 255.0
     x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=False)
     return (x - MEAN) / STD if normalize else x
 

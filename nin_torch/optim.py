@@ -27,7 +27,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int):
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+    """Mean cross-entropy with label smoothing ((1 - e) one-hot + e / K), in fp32 or wider."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
 
 
 def clip_gradients(model: torch.nn.Module, max_norm: float | None) -> None:

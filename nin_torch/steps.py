@@ -28,12 +28,14 @@ def autocast(cfg: Config, device: torch.device):
     return contextlib.nullcontext()
 
 
-def make_train_step(model: torch.nn.Module, optimizer, scheduler, cfg: Config, device: torch.device) -> Step:
+def make_train_step(model: torch.nn.Module, optimizer, scheduler, cfg: Config, device: torch.device,
+                    dtype: torch.dtype = torch.float32) -> Step:
+    """`dtype`: of the preprocessed input (the parameters' dtype: float64 for the parity check)."""
     size, normalize, smoothing = cfg.data.image_size, cfg.data.normalize, cfg.train.label_smoothing
 
     def train_step(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         model.train()
-        x = preprocess(images, size, normalize)
+        x = preprocess(images, size, normalize, dtype)
         with autocast(cfg, device):
             logits = model(x)
         loss = loss_fn(logits, labels, smoothing)
@@ -44,21 +46,22 @@ def make_train_step(model: torch.nn.Module, optimizer, scheduler, cfg: Config, d
         scheduler.step()
         logits = logits.detach()
         correct = (logits.argmax(1) == labels).sum().float()
-        return torch.stack([loss.detach() * len(labels), correct, collapsed(logits)])
+        return torch.stack([loss.detach() * len(labels), correct.to(loss.dtype), collapsed(logits).to(loss.dtype)])
 
     return train_step
 
 
-def make_eval_step(model: torch.nn.Module, cfg: Config, device: torch.device) -> Step:
+def make_eval_step(model: torch.nn.Module, cfg: Config, device: torch.device,
+                   dtype: torch.dtype = torch.float32) -> Step:
     size, normalize = cfg.data.image_size, cfg.data.normalize
 
     @torch.no_grad()
     def eval_step(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         model.eval()
-        x = preprocess(images, size, normalize)
+        x = preprocess(images, size, normalize, dtype)
         with autocast(cfg, device):
             logits = model(x)
         loss = loss_fn(logits, labels, 0.0)
-        return torch.stack([loss * len(labels), (logits.argmax(1) == labels).sum().float()])
+        return torch.stack([loss * len(labels), (logits.argmax(1) == labels).sum().to(loss.dtype)])
 
     return eval_step

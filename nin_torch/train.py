@@ -1,125 +1,22 @@
 """`python -m nin_torch.train`: train NiN on Fashion-MNIST with PyTorch. Twin of nin_flax/train.py; the
-flags, the loop (shared.loop) and the output files are the same.
+flags, the loop (shared.loop) and the output files are the same; the work is nin_torch/backend.py's.
 
 Data-parallel: `torchrun --nproc_per_node=N -m nin_torch.train ...` (DistributedDataParallel; NCCL on GPUs,
-gloo on the CPU). --batch-size stays the GLOBAL batch: each rank takes its slice of every batch of the shared
-epoch order, metrics are summed over ranks, rank 0 alone prints and writes; checkpoints do not depend on N.
+gloo on the CPU). --batch-size stays the GLOBAL batch.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
-import numpy as np
-import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
-from nin_torch import weights
-from nin_torch.data import DeviceData
-from nin_torch.model import build_model
-from nin_torch.optim import make_optimizer
-from nin_torch.runtime import device_name, init_distributed, select_device, set_precision
-from nin_torch.steps import make_eval_step, make_train_step
-from shared.config import Config, parse_train_args
-from shared.data import batches_per_epoch
+from nin_torch.backend import CHECKPOINT, FRAMEWORK, TorchBackend
+from shared.config import parse_train_args
 from shared.errors import UserError, run_cli
 from shared.loop import train
 from shared.rundir import RunDir
-
-FRAMEWORK = "torch"
-CHECKPOINT = "checkpoint.pt"
-
-
-class TorchBackend:
-    framework = FRAMEWORK
-
-    def __init__(self, cfg: Config):
-        self.cfg = cfg
-        self.rank, self.world, local_rank = init_distributed()
-        self.is_main = self.rank == 0
-        if cfg.data.batch_size % self.world:
-            raise UserError(f"--batch-size {cfg.data.batch_size} (the global batch) does not split over "
-                            f"{self.world} processes; use a multiple of {self.world}")
-        self.local_batch = cfg.data.batch_size // self.world
-        self.device = select_device(cfg.run.device, local_rank)
-        self.device_name = device_name(self.device) + (f" x {self.world} (DDP)" if self.world > 1 else "")
-        set_precision(cfg.run.precision)
-        self.train_data = DeviceData("train", cfg.data.data_dir, cfg.data.train_limit, self.device)
-        self.test_data = DeviceData("test", cfg.data.data_dir, cfg.data.test_limit, self.device)
-        self.n_train, self.n_test = len(self.train_data), len(self.test_data)
-        # channels_last: +7% per training step on this CPU (oneDNN), the layout cuDNN prefers on GPUs;
-        # torch.compile was slower here (260 vs 300 ex/s at 96 px after a 27 s compile), so it is not used
-        self.model = build_model(cfg.model, cfg.data.image_size, cfg.train.seed).to(
-            self.device, memory_format=torch.channels_last)
-        if cfg.run.init_from:
-            weights.load_into(self.model, cfg.run.init_from, cfg.model, cfg.data.image_size)
-        self.param_count = sum(p.numel() for p in self.model.parameters())
-        steps = batches_per_epoch(self.n_train, cfg.data.batch_size) * cfg.train.epochs
-        self.total_steps = min(steps, cfg.train.max_steps or steps)
-        self.optimizer, self.scheduler = make_optimizer(self.model, cfg.train, self.total_steps)
-        replica = self.model
-        if self.world > 1:  # averages the gradients over ranks during backward
-            replica = DistributedDataParallel(self.model, device_ids=[local_rank] if self.device.type == "cuda"
-                                              else None)
-        self._train_step = make_train_step(replica, self.optimizer, self.scheduler, cfg, self.device)
-        self._eval_step = make_eval_step(self.model, cfg, self.device)
-        torch.manual_seed(cfg.train.seed)  # dropout masks
-
-    def _indices(self, indices: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(indices)).to(self.device, non_blocking=True)
-
-    def train_step(self, indices: np.ndarray) -> torch.Tensor:
-        local = indices[self.rank * self.local_batch:(self.rank + 1) * self.local_batch]
-        return self._train_step(*self.train_data.batch(self._indices(local)))
-
-    def eval_batch(self, indices: np.ndarray) -> torch.Tensor:
-        local = np.array_split(indices, self.world)[self.rank]
-        if len(local) == 0:
-            return torch.zeros(2, device=self.device)
-        return self._eval_step(*self.test_data.batch(self._indices(local)))
-
-    def fetch(self, values: list[torch.Tensor]) -> np.ndarray:
-        """Sums over ranks; the 'collapsed' column becomes the fraction of ranks that collapsed."""
-        stacked = torch.stack(values).double()
-        if self.world > 1:
-            dist.all_reduce(stacked)
-            if stacked.shape[1] > 2:
-                stacked[:, 2] /= self.world
-        return stacked.cpu().numpy()
-
-    def lr_at(self, step: int) -> float:
-        return self.cfg.train.lr * self.scheduler.lr_lambdas[0](step)
-
-    def save_checkpoint(self, path: Path, progress: dict) -> None:
-        if not self.is_main:  # every rank holds the same state
-            return
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "progress": progress,
-                 "rng": torch.get_rng_state(),
-                 "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
-
-    def load_checkpoint(self, path: Path) -> dict:
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
-            self.model.load_state_dict(state["model"])
-        except (RuntimeError, KeyError, EOFError) as e:
-            raise UserError(f"cannot resume from {path}: {str(e).splitlines()[0]} (another architecture or a "
-                            f"damaged checkpoint); start a new --out") from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        if state["cuda_rng"] is not None:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        return state["progress"]
-
-    def save_weights(self, path: Path) -> None:
-        weights.save(self.model, path, self.cfg.model, self.cfg.data.image_size)
 
 
 @run_cli
@@ -138,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
 
 if __name__ == "__main__":
     sys.exit(main())

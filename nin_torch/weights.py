@@ -11,11 +11,11 @@ from shared.config import ModelConfig
 from shared.weights import State, check_state, load_for, save_portable
 
 
-def state_of(model: torch.nn.Module) -> State:
-    """Canonical state (fp32 numpy): torch's own names and layout are the canonical ones."""
+def state_of(model: torch.nn.Module, dtype=np.float32) -> State:
+    """Canonical state (numpy of `dtype`): torch's own names and layout are the canonical ones."""
     model = getattr(model, "module", model)  # unwrap DDP / torch.compile
     model = getattr(model, "_orig_mod", model)
-    return {name: p.detach().float().cpu().numpy().copy() for name, p in model.named_parameters()}
+    return {name: p.detach().cpu().numpy().astype(dtype) for name, p in model.named_parameters()}
 
 
 def load_state(model: torch.nn.Module, state: State) -> None:
@@ -24,12 +24,13 @@ def load_state(model: torch.nn.Module, state: State) -> None:
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, array in state.items():
-            params[name].copy_(torch.from_numpy(np.array(array, dtype=np.float32)))
+            params[name].copy_(torch.from_numpy(np.array(array)))
 
 
-def save(model: torch.nn.Module, path: str | Path, cfg: ModelConfig, image_size: int) -> None:
-    save_portable(path, state_of(model), cfg, image_size, framework="torch")
+def save(model: torch.nn.Module, path: str | Path, cfg: ModelConfig, image_size: int, normalize: bool = False) -> None:
+    save_portable(path, state_of(model), cfg, image_size, normalize, framework="torch")
 
 
-def load_into(model: torch.nn.Module, path: str | Path, cfg: ModelConfig, image_size: int) -> None:
-    load_state(model, load_for(path, cfg, image_size))
+def load_into(model: torch.nn.Module, path: str | Path, cfg: ModelConfig, image_size: int,
+              normalize: bool | None = None) -> None:
+    load_state(model, load_for(path, cfg, image_size, normalize))

@@ -31,6 +31,15 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         raise
 
 
+def check_writable(path: Path) -> None:
+    """Refuse an output file path that cannot be written, before any work starts."""
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a file path to write")
+    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {path}: {existing} is not a writable folder; choose another path")
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []

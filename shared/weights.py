@@ -53,12 +53,15 @@ def flax_to_canonical(state: State) -> State:
     return dict(_transpose_flax(name, array, to_flax=False) for name, array in state.items())
 
 
-def save_portable(path: str | Path, state: State, cfg: ModelConfig, image_size: int, framework: str) -> None:
-    """Write canonical `state` (checked against the architecture) atomically, with its spec as metadata."""
+def save_portable(path: str | Path, state: State, cfg: ModelConfig, image_size: int, normalize: bool,
+                  framework: str) -> None:
+    """Write canonical `state` (checked against the architecture) atomically, with its spec as metadata:
+    the model config and the preprocessing (image size, normalisation) it was trained with."""
     from safetensors.numpy import save
 
     check_state(state, nin_spec(cfg, image_size), "the weights to save")
     metadata = {"format": FORMAT, "framework": framework, "image_size": str(image_size),
+                "normalize": json.dumps(bool(normalize)),
                 "model_config": json.dumps(Config(model=cfg).to_dict()["model"], sort_keys=True)}
     tensors = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in state.items()}
     atomic_write(Path(path), save(tensors, metadata=metadata))
@@ -82,12 +85,35 @@ def saved_model_config(metadata: dict[str, str]) -> tuple[ModelConfig, int] | No
     """The (model config, image size) recorded in a weights file, if it is one of ours."""
     if metadata.get("format") != FORMAT:
         return None
-    cfg = apply_overrides(Config(), {"model": json.loads(metadata["model_config"])}, "the weights metadata")
-    return cfg.model, int(metadata["image_size"])
+    try:
+        cfg = apply_overrides(Config(), {"model": json.loads(metadata["model_config"])}, "the weights metadata")
+        return cfg.model, int(metadata["image_size"])
+    except (KeyError, ValueError, TypeError, UserError) as e:
+        raise UserError(f"the weights metadata is damaged ({e}); re-export the weights") from None
 
 
-def load_for(path: str | Path, cfg: ModelConfig, image_size: int) -> State:
-    """Canonical weights from `path`, refused (naming each difference) unless they fit this architecture."""
-    state, _ = load_portable(path)
+def saved_normalize(metadata: dict[str, str]) -> bool | None:
+    """The normalisation recorded in a weights file (None: not recorded, as in files before it was)."""
+    return json.loads(metadata["normalize"]) if "normalize" in metadata else None
+
+
+def apply_saved_config(cfg: Config, metadata: dict[str, str]) -> Config:
+    """cfg with the architecture and preprocessing recorded in a weights file (unchanged if none is)."""
+    saved = saved_model_config(metadata)
+    if saved is not None:
+        cfg.model, cfg.data.image_size = saved
+        normalize = saved_normalize(metadata)
+        cfg.data.normalize = cfg.data.normalize if normalize is None else normalize
+    return cfg
+
+
+def load_for(path: str | Path, cfg: ModelConfig, image_size: int, normalize: bool | None = None) -> State:
+    """Canonical weights from `path`, refused (naming each difference) unless they fit this architecture
+    and, where the file records it, this preprocessing."""
+    state, metadata = load_portable(path)
     check_state(state, nin_spec(cfg, image_size), str(path))
+    saved = saved_normalize(metadata)
+    if normalize is not None and saved is not None and saved != normalize:
+        flag = "--normalize" if saved else "--no-normalize"
+        raise UserError(f"{path} was trained with{'' if saved else 'out'} input normalisation; pass {flag}")
     return state

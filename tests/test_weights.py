@@ -21,10 +21,10 @@ from .conftest import assert_user_error
 def test_round_trip_torch_file_flax_file_torch_is_bit_exact(tmp_path):
     cfg = ModelConfig(head="fc")
     original = tm.build_model(cfg, 96, seed=5)
-    tw.save(original, tmp_path / "a.safetensors", cfg, 96)
+    tw.save(original, tmp_path / "a.safetensors", cfg, 96, False)
     flax_model = fm.build_model(cfg, 96, seed=6)
     fw.load_into(flax_model, tmp_path / "a.safetensors", cfg, 96)
-    fw.save(flax_model, tmp_path / "b.safetensors", cfg, 96)
+    fw.save(flax_model, tmp_path / "b.safetensors", cfg, 96, False)
     back = tm.build_model(cfg, 96, seed=7)
     tw.load_into(back, tmp_path / "b.safetensors", cfg, 96)
     for name, p in original.state_dict().items():
@@ -48,7 +48,7 @@ def test_pure_conversion_functions_transpose_and_check():
 
 
 def test_wrong_architecture_names_each_tensor(tmp_path):
-    tw.save(tm.build_model(ModelConfig(num_1x1=1), 96), tmp_path / "one.safetensors", ModelConfig(num_1x1=1), 96)
+    tw.save(tm.build_model(ModelConfig(num_1x1=1), 96), tmp_path / "one.safetensors", ModelConfig(num_1x1=1), 96, False)
     with pytest.raises(UserError) as info:
         tw.load_into(tm.build_model(ModelConfig(), 96), tmp_path / "one.safetensors", ModelConfig(), 96)
     assert "missing blocks.0.conv2.weight" in str(info.value) and "missing blocks.3.conv2.bias" in str(info.value)
@@ -62,15 +62,17 @@ def test_wrong_architecture_names_each_tensor(tmp_path):
 
 
 def test_other_architecture_via_cli_is_a_user_error(tmp_path, cli):
-    cfg = ModelConfig(num_1x1=1)
-    tw.save(tm.build_model(cfg, 96), tmp_path / "one.safetensors", cfg, 96)
+    """A safetensors file without our metadata is checked against the flags' architecture."""
+    from safetensors.numpy import save_file
+
+    save_file(tw.state_of(tm.build_model(ModelConfig(num_1x1=1), 96)), str(tmp_path / "one.safetensors"))
     result = cli("compare.parity", "--image-size", "67", "--weights", str(tmp_path / "one.safetensors"))
     assert_user_error(result, "missing blocks.0.conv2.weight")
     assert_user_error(cli("compare.parity", "--image-size", "67", "--weights", str(tmp_path / "nope.st")),
                       "does not exist")
 
 
-def d2l_nin(num_1x1: int = 2) -> nn.Sequential:
+def d2l_nin(num_1x1: int = 2, widths: tuple[int, int, int] = (96, 256, 384)) -> nn.Sequential:
     """NiN exactly as d2l writes it (nn.Sequential of nin_blocks)."""
     def nin_block(in_ch, out_ch, kernel, stride, padding):
         layers = [nn.Conv2d(in_ch, out_ch, kernel, stride, padding), nn.ReLU()]
@@ -79,20 +81,20 @@ def d2l_nin(num_1x1: int = 2) -> nn.Sequential:
         return nn.Sequential(*layers)
 
     return nn.Sequential(
-        nin_block(1, 96, 11, 4, 0), nn.MaxPool2d(3, stride=2),
-        nin_block(96, 256, 5, 1, 2), nn.MaxPool2d(3, stride=2),
-        nin_block(256, 384, 3, 1, 1), nn.MaxPool2d(3, stride=2), nn.Dropout(0.5),
-        nin_block(384, 10, 3, 1, 1), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
+        nin_block(1, widths[0], 11, 4, 0), nn.MaxPool2d(3, stride=2),
+        nin_block(widths[0], widths[1], 5, 1, 2), nn.MaxPool2d(3, stride=2),
+        nin_block(widths[1], widths[2], 3, 1, 1), nn.MaxPool2d(3, stride=2), nn.Dropout(0.5),
+        nin_block(widths[2], 10, 3, 1, 1), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
 
 
-@pytest.mark.parametrize("num_1x1", [2, 1])
-def test_d2l_state_dict_converts_to_the_same_logits(tmp_path, num_1x1, cli):
+@pytest.mark.parametrize("num_1x1, widths", [(2, (96, 256, 384)), (1, (256, 256, 256))], ids=str)
+def test_d2l_state_dict_converts_to_the_same_logits(tmp_path, num_1x1, widths, cli):
     torch.manual_seed(0)
-    d2l = d2l_nin(num_1x1).eval()
+    d2l = d2l_nin(num_1x1, widths).eval()
     torch.save(d2l.state_dict(), tmp_path / "d2l.pt")
     x = torch.rand(4, 1, 96, 96)
-    state, cfg = d2l_to_canonical({k: v.numpy() for k, v in torch.load(tmp_path / "d2l.pt").items()})
-    assert cfg == ModelConfig(num_1x1=num_1x1)
+    state, cfg = d2l_to_canonical({k: v.numpy() for k, v in torch.load(tmp_path / "d2l.pt").items()}, 96)
+    assert cfg == ModelConfig(num_1x1=num_1x1, widths=widths)
     ours = tm.build_model(cfg, 96).eval()
     tw.load_state(ours, state)
     with torch.no_grad():
@@ -102,6 +104,10 @@ def test_d2l_state_dict_converts_to_the_same_logits(tmp_path, num_1x1, cli):
     fw.load_state(flax_model, state)
     flax_logits = np.asarray(flax_model(jnp.asarray(x.numpy().transpose(0, 2, 3, 1))))
     assert np.abs(flax_logits - d2l(x).detach().numpy()).max() < 1e-5
-    result = cli("compare.convert", str(tmp_path / "d2l.pt"), str(tmp_path / "w.safetensors"))
+    result = cli("compare.convert", str(tmp_path / "d2l.pt"), str(tmp_path / "w.safetensors"), "--image-size", "96")
     assert result.returncode == 0, result.stderr
-    assert saved_model_config(load_portable(tmp_path / "w.safetensors")[1])[0] == cfg
+    assert saved_model_config(load_portable(tmp_path / "w.safetensors")[1]) == (cfg, 96)
+    if num_1x1 == 1:  # parity takes the recorded architecture and image size, whatever the flags say
+        result = cli("compare.parity", "--weights", str(tmp_path / "w.safetensors"), "--batch", "2", "--steps", "2")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "parity at 96 px" in result.stdout

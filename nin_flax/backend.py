@@ -1,0 +1,163 @@
+"""The flax side of shared.loop's Backend: model, optimizer, data and steps built from the config alone.
+Twin of nin_torch/backend.py. The trainer, compare.parity, compare.benchmark and compare.memory all drive
+this class, so what parity proves is what the trainer runs.
+
+Data-parallel without a launcher: every visible device of the chosen platform (or --devices N of them) forms
+a 1-D mesh; each batch's indices are sharded over it, parameters and the uint8 dataset are replicated, and
+XLA inserts the gradient all-reduce. --batch-size stays the GLOBAL batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from nin_flax import weights
+from nin_flax.data import DeviceData
+from nin_flax.model import build_model
+from nin_flax.optim import make_optimizer
+from nin_flax.runtime import device_name, enable_compilation_cache, select_devices, set_precision
+from nin_flax.steps import compute_dtype, make_eval_step, make_train_step
+from shared.config import Config
+from shared.errors import UserError
+from shared.schedule import lr_factor, total_steps
+from shared.weights import State
+
+FRAMEWORK = "flax"
+CHECKPOINT = "checkpoint"
+
+
+def _keys_to_data(tree):
+    """Orbax stores plain arrays: typed PRNG keys (the dropout stream) go in as their raw key data."""
+    is_key = lambda x: hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)  # noqa: E731
+    return jax.tree.map(lambda x: jax.random.key_data(x) if is_key(x) else x, tree)
+
+
+class FlaxBackend:
+    framework = FRAMEWORK
+
+    def __init__(self, cfg: Config, float64: bool = False):
+        """`float64`: parameters, input and update in double precision (compare.parity's exact check); jax's
+        x64 mode is switched on around this backend's own work only."""
+        self.cfg, self.float64 = cfg, float64
+        enable_compilation_cache()
+        self.is_main = jax.process_index() == 0
+        devices = select_devices(cfg.run.device, cfg.run.devices)
+        self.device, self.n_devices = devices[0], len(devices)
+        if cfg.data.batch_size % self.n_devices:
+            raise UserError(f"--batch-size {cfg.data.batch_size} (the global batch) does not split over "
+                            f"{self.n_devices} devices; use a multiple of {self.n_devices} or --devices")
+        mesh = Mesh(np.array(devices), ("data",))
+        self.replicated = NamedSharding(mesh, PartitionSpec())
+        self.sharded = NamedSharding(mesh, PartitionSpec("data"))
+        self.device_name = device_name(self.device) + (f" x {self.n_devices}" if self.n_devices > 1 else "")
+        set_precision(cfg.run.precision)
+        self.train_data = DeviceData("train", cfg.data.data_dir, cfg.data.train_limit, self.replicated)
+        self.test_data = DeviceData("test", cfg.data.data_dir, cfg.data.test_limit, self.replicated)
+        self.n_train, self.n_test = len(self.train_data), len(self.test_data)
+        self.total_steps = total_steps(cfg, self.n_train)
+        with self.scope(), jax.default_device(self.device):
+            model = build_model(cfg.model, cfg.data.image_size, cfg.train.seed, compute_dtype(cfg))
+            if cfg.run.init_from:
+                weights.load_into(model, cfg.run.init_from, cfg.model, cfg.data.image_size, cfg.data.normalize)
+            self.dtype = jnp.float64 if float64 else jnp.float32
+            if float64:
+                params = nnx.state(model, nnx.Param)
+                nnx.update(model, jax.tree.map(lambda a: a.astype(jnp.float64), params))
+            optimizer = nnx.Optimizer(model, make_optimizer(cfg.train, self.total_steps), wrt=nnx.Param)
+            self.graphdef, state = nnx.split((model, optimizer))
+            self.state = jax.device_put(state, self.replicated)
+        self.param_count = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
+        self._train_step = make_train_step(cfg, self.graphdef, self.dtype)
+        self._eval_step = make_eval_step(cfg, self.graphdef, self.dtype)
+
+    def scope(self):
+        """Where this backend's arrays are made and its steps traced: x64 for the float64 check."""
+        return jax.enable_x64(True) if self.float64 else contextlib.nullcontext()
+
+    def objects(self) -> tuple[nnx.Module, nnx.Optimizer]:
+        """(model, optimizer) over the current state (the step works on the split state)."""
+        return nnx.merge(self.graphdef, self.state)
+
+    def _place(self, indices: np.ndarray) -> jax.Array:
+        """Indices sharded over the mesh (replicated when a short last batch does not split)."""
+        sharding = self.sharded if len(indices) % self.n_devices == 0 else self.replicated
+        return jax.device_put(indices.astype(np.int32), sharding)
+
+    def train_step(self, indices: np.ndarray) -> jax.Array:
+        data = self.train_data
+        with self.scope():
+            self.state, metrics = self._train_step(self.state, data.images, data.labels, self._place(indices))
+        return metrics
+
+    def eval_batch(self, indices: np.ndarray) -> jax.Array:
+        data = self.test_data
+        with self.scope():
+            return self._eval_step(self.state, data.images, data.labels, self._place(indices))
+
+    def fetch(self, values: list[jax.Array]) -> np.ndarray:
+        return np.stack(jax.device_get(values)).astype(np.float64)
+
+    def lr_at(self, step: int) -> float:
+        return self.cfg.train.lr * float(lr_factor(step, self.cfg.train, self.total_steps, np))
+
+    def get_weights(self, dtype=np.float32) -> State:
+        """The canonical state (PyTorch names and layout) as numpy arrays of `dtype`."""
+        return weights.state_of(self.objects()[0], dtype)
+
+    def set_weights(self, state: State) -> None:
+        """Start from this canonical state (before the first step: the optimizer state stays zero)."""
+        with self.scope():
+            model, optimizer = self.objects()
+            weights.load_state(model, state)
+            self.state = jax.device_put(nnx.state((model, optimizer)), self.replicated)
+
+    def _pure_state(self) -> dict:
+        model, optimizer = self.objects()
+        return {"model": nnx.to_pure_dict(nnx.state(model)), "optimizer": nnx.to_pure_dict(nnx.state(optimizer))}
+
+    def save_checkpoint(self, path: Path, progress: dict) -> None:
+        """orbax into a fresh folder, then swapped in: a crash never leaves a half-written checkpoint."""
+        import orbax.checkpoint as ocp
+
+        fresh, previous = path.with_name(f".{path.name}.new"), path.with_name(f".{path.name}.old")
+        shutil.rmtree(fresh, ignore_errors=True)
+        checkpointer = ocp.StandardCheckpointer()
+        checkpointer.save(fresh.resolve() / "state", _keys_to_data(self._pure_state()))
+        checkpointer.wait_until_finished()
+        (fresh / "progress.json").write_text(json.dumps(progress))
+        shutil.rmtree(previous, ignore_errors=True)
+        if path.exists():
+            path.rename(previous)
+        fresh.rename(path)
+        shutil.rmtree(previous, ignore_errors=True)
+
+    def load_checkpoint(self, path: Path) -> dict:
+        import orbax.checkpoint as ocp
+
+        target = self._pure_state()
+        try:
+            restored = ocp.StandardCheckpointer().restore(path.resolve() / "state", _keys_to_data(target))
+        except (ValueError, KeyError, FileNotFoundError) as e:
+            raise UserError(f"cannot resume from {path}: {str(e).splitlines()[0]} (another architecture or a "
+                            f"damaged checkpoint); start a new --out") from None
+        restored = jax.tree.map(lambda new, old: jax.random.wrap_key_data(new, impl=jax.random.key_impl(old))
+                                if jnp.issubdtype(old.dtype, jax.dtypes.prng_key) else new, restored, target)
+        model, optimizer = self.objects()
+        for obj, key in ((model, "model"), (optimizer, "optimizer")):
+            state = nnx.state(obj)
+            nnx.replace_by_pure_dict(state, restored[key])
+            nnx.update(obj, state)
+        self.state = jax.device_put(nnx.state((model, optimizer)), self.replicated)
+        return json.loads((path / "progress.json").read_text())
+
+    def save_weights(self, path: Path) -> None:
+        weights.save(self.objects()[0], path, self.cfg.model, self.cfg.data.image_size, self.cfg.data.normalize)
