@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from compare.backends import FRAMEWORKS, make_backend
-from shared.config import Config, TrainConfig
+from shared.config import Config
 from shared.data import epoch_order
 from shared.weights import State
 
@@ -30,27 +30,34 @@ class Piece:
     """One part of the update that the config may switch on, and the values that switch it off."""
 
     name: str
-    off: dict[str, Any]
+    off: dict[str, Any]  # "section.field": value
 
-    def present(self, t: TrainConfig) -> bool:
-        return any(getattr(t, key) != value for key, value in self.off.items())
+    def present(self, cfg: Config) -> bool:
+        return any(_get(cfg, key) != value for key, value in self.off.items())
+
+
+def _get(cfg: Config, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
 
 
 # In the order the ladder switches them on: each rung adds one to those before it.
 PIECES = (
-    Piece("label smoothing", {"label_smoothing": 0.0}),
-    Piece("schedule (warmup / cosine)", {"schedule": "constant", "warmup_steps": 0}),
-    Piece("optimizer", {"optimizer": "sgd"}),
-    Piece("weight decay", {"weight_decay": 0.0}),
-    Piece("gradient clipping", {"clip_grad_norm": None}),
+    Piece("dropout (shared masks)", {"model.dropout": 0.0}),
+    Piece("label smoothing", {"train.label_smoothing": 0.0}),
+    Piece("schedule (warmup / cosine)", {"train.schedule": "constant", "train.warmup_steps": 0}),
+    Piece("optimizer", {"train.optimizer": "sgd"}),
+    Piece("weight decay", {"train.weight_decay": 0.0}),
+    Piece("gradient clipping", {"train.clip_grad_norm": None}),
 )
 
 
 def checked_config(cfg: Config, steps: int, batch: int) -> Config:
-    """The trainer config as checked: dropout off (each framework draws its own masks), batch `batch`, and
-    the schedule compressed into the K steps (total K, warmup at most K / 2) so that all of it is checked."""
+    """The trainer config as checked: dropout with the shared masks (the same in both frameworks), batch
+    `batch`, and the schedule compressed into the K steps (total K, warmup at most K / 2) so that all of
+    it is checked."""
     cfg = copy.deepcopy(cfg)
-    cfg.model.dropout = 0.0
+    cfg.run.dropout_masks = "shared"
     cfg.data.batch_size, cfg.data.train_limit = batch, None
     cfg.train.max_steps, cfg.train.epochs = steps, 1
     cfg.train.warmup_steps = min(cfg.train.warmup_steps, steps // 2)
@@ -94,13 +101,14 @@ def with_pieces(cfg: Config, pieces: list[Piece]) -> Config:
     for piece in PIECES:
         if piece not in pieces:
             for key, value in piece.off.items():
-                setattr(cfg.train, key, value)
+                section, name = key.split(".")
+                setattr(getattr(cfg, section), name, value)
     return cfg
 
 
 def locate(cfg: Config, init: State, steps: int) -> str:
     """The first piece whose switching on breaks the float64 agreement (the full config is known to)."""
-    present = [p for p in PIECES if p.present(cfg.train)]
+    present = [p for p in PIECES if p.present(cfg)]
     for i in range(len(present)):
         if not agrees(differences(run_both(with_pieces(cfg, present[:i]), init, steps, float64=True))):
             return "the step itself (model, loss or plain SGD)" if i == 0 else _label(present[i - 1], cfg)
@@ -117,7 +125,7 @@ def train_check(cfg: Config, init: State, steps: int, native: bool = True) -> di
     ok = agrees(exact)
     report = {"ok": ok, "steps": steps, "precision": "float64", **exact,
             "tolerance": {"loss": TOL_LOSS, "weights": TOL_WEIGHTS},
-            "pieces": [_label(p, cfg) for p in PIECES if p.present(cfg.train)],
+            "pieces": [_label(p, cfg) for p in PIECES if p.present(cfg)],
             "culprit": None if ok else locate(cfg, init, steps)}
     if native:
         drift = differences(run_both(cfg, init, steps, float64=False))

@@ -26,7 +26,9 @@ from nin_flax.model import build_model
 from nin_flax.optim import make_optimizer
 from nin_flax.runtime import device_name, enable_compilation_cache, select_devices, set_precision
 from nin_flax.steps import compute_dtype, make_eval_step, make_train_step
+from shared.arch import nin_spec
 from shared.config import Config
+from shared.dropout import dropout_mask, dropout_shape
 from shared.errors import UserError
 from shared.schedule import lr_factor, total_steps
 from shared.weights import State
@@ -76,6 +78,8 @@ class FlaxBackend:
             self.graphdef, state = nnx.split((model, optimizer))
             self.state = jax.device_put(state, self.replicated)
         self.param_count = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
+        self.mask_shape = dropout_shape(nin_spec(cfg.model, cfg.data.image_size), cfg.data.image_size)
+        self.step = 0  # optimizer steps taken: the shared dropout masks are drawn from (seed, step)
         self._train_step = make_train_step(cfg, self.graphdef, self.dtype)
         self._eval_step = make_eval_step(cfg, self.graphdef, self.dtype)
 
@@ -92,10 +96,20 @@ class FlaxBackend:
         sharding = self.sharded if len(indices) % self.n_devices == 0 else self.replicated
         return jax.device_put(indices.astype(np.int32), sharding)
 
+    def _shared_mask(self, batch: int) -> jax.Array | None:
+        """The step's shared dropout mask, NHWC, split over the mesh like the batch (None: flax draws its own)."""
+        if self.cfg.run.dropout_masks != "shared" or not self.cfg.model.dropout:
+            return None
+        mask = dropout_mask(self.cfg.train.seed, self.step, batch, self.mask_shape, self.cfg.model.dropout)
+        sharding = self.sharded if batch % self.n_devices == 0 else self.replicated
+        return jax.device_put(mask.transpose(0, 2, 3, 1).astype(self.dtype), sharding)
+
     def train_step(self, indices: np.ndarray) -> jax.Array:
         data = self.train_data
         with self.scope():
-            self.state, metrics = self._train_step(self.state, data.images, data.labels, self._place(indices))
+            mask = self._shared_mask(len(indices))
+            self.state, metrics = self._train_step(self.state, data.images, data.labels, self._place(indices), mask)
+        self.step += 1
         return metrics
 
     def eval_batch(self, indices: np.ndarray) -> jax.Array:
@@ -157,7 +171,9 @@ class FlaxBackend:
             nnx.replace_by_pure_dict(state, restored[key])
             nnx.update(obj, state)
         self.state = jax.device_put(nnx.state((model, optimizer)), self.replicated)
-        return json.loads((path / "progress.json").read_text())
+        progress = json.loads((path / "progress.json").read_text())
+        self.step = progress["step"]
+        return progress
 
     def save_weights(self, path: Path) -> None:
         weights.save(self.objects()[0], path, self.cfg.model, self.cfg.data.image_size, self.cfg.data.normalize)

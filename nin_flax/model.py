@@ -82,14 +82,16 @@ class NiN(nnx.Module):
             self.fc = nnx.Linear(spec.fc_in, spec.num_classes, kernel_init=sampler(weight_dist(init, canonical)),
                                  bias_init=sampler(bias_dist(init, canonical)), dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, taps: Taps = None) -> jax.Array:
-        """x: [N, H, W, C] -> logits [N, num_classes]; `taps` collects every layer's output by name."""
+    def __call__(self, x: jax.Array, taps: Taps = None, dropout_mask: jax.Array | None = None) -> jax.Array:
+        """x: [N, H, W, C] -> logits [N, num_classes]; `taps` collects every layer's output by name;
+        `dropout_mask` (training only): a given inverted-dropout mask instead of flax's own draw."""
         for b, block in enumerate(self.blocks):
             if b > 0:
                 x = nnx.max_pool(x, (POOL_KERNEL, POOL_KERNEL), strides=(POOL_STRIDE, POOL_STRIDE))
                 _tap(taps, f"pool{b - 1}", x)
             if b == len(self.blocks) - 1:
-                x = self.dropout(x)
+                use_mask = dropout_mask is not None and not self.dropout.deterministic
+                x = x * dropout_mask.astype(x.dtype) if use_mask else self.dropout(x)
             x = block(x, taps)
         if self.fc is None:
             x = x.mean(axis=(1, 2))

@@ -32,11 +32,13 @@ def compute_dtype(cfg: Config):
 
 
 def make_train_step(cfg: Config, graphdef: nnx.GraphDef, dtype=jnp.float32) -> Step:
-    """step(state, images, labels, indices) -> (new state, metrics) for the split (model, optimizer);
-    `dtype`: of the preprocessed input (the parameters' dtype: float64 for the parity check)."""
+    """step(state, images, labels, indices, dropout_mask) -> (new state, metrics) for the split (model,
+    optimizer); `dtype`: of the preprocessed input (the parameters' dtype: float64 for the parity check);
+    `dropout_mask`: None (flax draws its own) or a shared mask, NHWC."""
     size, normalize, smoothing = cfg.data.image_size, cfg.data.normalize, cfg.train.label_smoothing
 
-    def train_step(state: nnx.State, images: jax.Array, labels: jax.Array, indices: jax.Array):
+    def train_step(state: nnx.State, images: jax.Array, labels: jax.Array, indices: jax.Array,
+                   dropout_mask: jax.Array | None):
         """One step on images[indices]: the whole uint8 split stays on the device; only indices move."""
         model, optimizer = nnx.merge(graphdef, state)
         model.train()
@@ -44,7 +46,7 @@ def make_train_step(cfg: Config, graphdef: nnx.GraphDef, dtype=jnp.float32) -> S
         x = preprocess(images, size, normalize, dtype)
 
         def loss_of(model):
-            logits = model(x)
+            logits = model(x, dropout_mask=dropout_mask)
             return loss_fn(logits, labels, smoothing), logits
 
         (loss, logits), grads = nnx.value_and_grad(loss_of, has_aux=True)(model)

@@ -21,7 +21,9 @@ from nin_torch.model import build_model
 from nin_torch.optim import make_optimizer
 from nin_torch.runtime import device_name, init_distributed, select_device, set_precision
 from nin_torch.steps import make_eval_step, make_train_step
+from shared.arch import nin_spec
 from shared.config import Config
+from shared.dropout import dropout_mask, dropout_shape
 from shared.errors import UserError
 from shared.schedule import total_steps
 from shared.weights import State
@@ -65,13 +67,25 @@ class TorchBackend:
         self._train_step = make_train_step(replica, self.optimizer, self.scheduler, cfg, self.device, self.dtype)
         self._eval_step = make_eval_step(self.model, cfg, self.device, self.dtype)
         torch.manual_seed(cfg.train.seed)  # dropout masks
+        self.mask_shape = dropout_shape(nin_spec(cfg.model, cfg.data.image_size), cfg.data.image_size)
+        self.step = 0  # optimizer steps taken: the shared dropout masks are drawn from (seed, step)
 
     def _indices(self, indices: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(indices)).to(self.device, non_blocking=True)
 
+    def _shared_mask(self, batch: int) -> torch.Tensor | None:
+        """This rank's rows of the step's shared dropout mask (None: torch draws its own)."""
+        if self.cfg.run.dropout_masks != "shared" or not self.cfg.model.dropout:
+            return None
+        mask = dropout_mask(self.cfg.train.seed, self.step, batch, self.mask_shape, self.cfg.model.dropout)
+        local = mask[self.rank * self.local_batch:(self.rank + 1) * self.local_batch]
+        return torch.from_numpy(local).to(self.device, self.dtype)
+
     def train_step(self, indices: np.ndarray) -> torch.Tensor:
         local = indices[self.rank * self.local_batch:(self.rank + 1) * self.local_batch]
-        return self._train_step(*self.train_data.batch(self._indices(local)))
+        mask = self._shared_mask(len(indices))
+        self.step += 1
+        return self._train_step(*self.train_data.batch(self._indices(local)), mask)
 
     def eval_batch(self, indices: np.ndarray) -> torch.Tensor:
         local = np.array_split(indices, self.world)[self.rank]
@@ -122,6 +136,7 @@ class TorchBackend:
         torch.set_rng_state(state["rng"])
         if state["cuda_rng"] is not None:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.step = state["progress"]["step"]
         return state["progress"]
 
     def save_weights(self, path: Path) -> None:

@@ -71,14 +71,15 @@ class NiN(nn.Module):
             sample_(self.fc.weight, weight_dist(init, tuple(self.fc.weight.shape)))
             sample_(self.fc.bias, bias_dist(init, tuple(self.fc.weight.shape)))
 
-    def forward(self, x: torch.Tensor, taps: Taps = None) -> torch.Tensor:
-        """x: [N, C, H, W] -> logits [N, num_classes]; `taps` collects every layer's output by name."""
+    def forward(self, x: torch.Tensor, taps: Taps = None, dropout_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [N, C, H, W] -> logits [N, num_classes]; `taps` collects every layer's output by name;
+        `dropout_mask` (training only): a given inverted-dropout mask instead of torch's own draw."""
         for b, block in enumerate(self.blocks):
             if b > 0:
                 x = F.max_pool2d(x, POOL_KERNEL, POOL_STRIDE)
                 _tap(taps, f"pool{b - 1}", x)
             if b == len(self.blocks) - 1:
-                x = self.dropout(x)
+                x = x * dropout_mask if dropout_mask is not None and self.training else self.dropout(x)
             x = block(x, taps)
         if self.fc is None:
             x = x.mean(dim=(2, 3))

@@ -33,11 +33,12 @@ def make_train_step(model: torch.nn.Module, optimizer, scheduler, cfg: Config, d
     """`dtype`: of the preprocessed input (the parameters' dtype: float64 for the parity check)."""
     size, normalize, smoothing = cfg.data.image_size, cfg.data.normalize, cfg.train.label_smoothing
 
-    def train_step(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def train_step(images: torch.Tensor, labels: torch.Tensor,
+                   dropout_mask: torch.Tensor | None = None) -> torch.Tensor:
         model.train()
         x = preprocess(images, size, normalize, dtype)
         with autocast(cfg, device):
-            logits = model(x)
+            logits = model(x, dropout_mask=dropout_mask)
         loss = loss_fn(logits, labels, smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -63,6 +63,7 @@ class RunConfig:
     resume: bool = False
     init_from: str | None = None
     progress: bool = True
+    dropout_masks: str = "own"
 
 
 @dataclass
@@ -90,6 +91,7 @@ CHOICES: dict[str, tuple] = {
     "schedule": ("constant", "cosine"),
     "precision": ("fp32", "tf32", "bf16"),
     "device": ("auto", "cpu", "gpu"),
+    "dropout_masks": ("own", "shared"),
 }
 
 HELP = {
@@ -112,6 +114,7 @@ HELP = {
     "init_from": "start from a portable weights.safetensors (either framework)",
     "progress": "tqdm progress bar (off when output is not a terminal)",
     "precision": "fp32 (TF32 off on GPUs), tf32, or bf16 compute with fp32 params",
+    "dropout_masks": "own: each framework's RNG; shared: the same numpy masks in both (from seed and step)",
 }
 
 

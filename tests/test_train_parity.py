@@ -19,6 +19,7 @@ def cfg_for(**train) -> Config:
     cfg = Config()
     cfg.data.image_size = 67
     cfg.model.widths = (16, 32, 48)  # a small NiN: the check's logic, not its cost
+    cfg.model.dropout = 0.0
     cfg.train.lr, cfg.train.schedule, cfg.train.warmup_steps = 1e-3, "cosine", 2
     for key, value in train.items():
         setattr(cfg.train, key, value)
@@ -34,10 +35,14 @@ def check(cfg: Config) -> dict:
     {"optimizer": "adam", "label_smoothing": 0.1},
     {"optimizer": "adamw", "weight_decay": 0.05, "clip_grad_norm": 1.0},
     {"optimizer": "momentum", "lr": 0.05, "weight_decay": 5e-4, "clip_grad_norm": 0.5, "label_smoothing": 0.1},
-    {"optimizer": "sgd", "lr": 0.1, "schedule": "constant", "warmup_steps": 0},
+    {"optimizer": "sgd", "lr": 0.1, "schedule": "constant", "warmup_steps": 0, "dropout": 0.5},
 ], ids=lambda t: t["optimizer"])
 def test_every_optimizer_agrees_in_float64(train):
-    report = check(cfg_for(**train))
+    train = dict(train)
+    dropout = train.pop("dropout", 0.0)
+    cfg = cfg_for(**train)
+    cfg.model.dropout = dropout  # with the shared masks
+    report = check(cfg)
     assert report["ok"], report
     assert report["max_rel_diff"] <= 1e-12 and report["weights_max_rel_diff"] <= 1e-12
     assert report["loss_torch"][0] != report["loss_torch"][-1]  # it trained
@@ -110,3 +115,14 @@ def test_a_planted_difference_fails_and_is_named(name, monkeypatch):
     report = check(cfg_for(**train))
     assert not report["ok"]
     assert report["culprit"] == piece, report["culprit"]
+
+
+def test_own_dropout_masks_fail_and_are_named(monkeypatch):
+    """With dropout on, flax drawing its own masks instead of the shared ones is found and named."""
+    from nin_flax.backend import FlaxBackend
+
+    monkeypatch.setattr(FlaxBackend, "_shared_mask", lambda self, batch: None)
+    cfg = cfg_for(optimizer="adam")
+    cfg.model.dropout = 0.5
+    report = check(cfg)
+    assert not report["ok"] and report["culprit"] == "dropout (shared masks)"
