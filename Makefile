@@ -5,7 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA_STAMP := data/.verified
 
-.PHONY: demo test lint data setup clean-runs results
+.PHONY: demo test test-newest lint data setup clean-runs results
+
+# The GPU machine's stack (Python 3.12; torch 2.11, jax 0.11, no tensorflow-datasets), run from the tree as there
+PY312       ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
+NEWEST_VENV := .venv-newest
+NEWEST_STAMP := $(NEWEST_VENV)/.installed
 
 setup: $(STAMP) $(DATA_STAMP)
 
@@ -25,6 +30,16 @@ data: $(DATA_STAMP)
 
 test: setup
 	$(PY) -m pytest -q
+
+$(NEWEST_STAMP): requirements-newest.txt
+	test -x $(NEWEST_VENV)/bin/python || $(PY312) -m venv $(NEWEST_VENV)
+	$(NEWEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(NEWEST_VENV)/bin/python -m pip install -q -r requirements-newest.txt
+	touch $(NEWEST_STAMP)
+
+# Not part of .ci/run: the suite with the GPU machine's package versions, on the CPU
+test-newest: $(NEWEST_STAMP) $(DATA_STAMP)
+	PYTHONPATH=$(CURDIR) $(NEWEST_VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 lint: setup
 	$(VENV)/bin/ruff check .

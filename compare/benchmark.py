@@ -23,7 +23,7 @@ from compare.backends import FRAMEWORKS, make_backend
 from shared.arch import nin_spec
 from shared.config import ArgumentParser, Config
 from shared.errors import run_cli
-from shared.rundir import atomic_write
+from shared.rundir import atomic_write, check_writable
 from shared.summary import layer_table, totals
 
 
@@ -96,7 +96,10 @@ def cpu_peak_rss(framework: str, size: int, batch: int, precision: str) -> int:
     return int(out.stdout.strip().splitlines()[-1]) * 1024
 
 
-def run_benchmark(size: int, batch: int, steps: int, windows: int, precision: str, device: str) -> dict:
+def run_benchmark(size: int, batch: int, steps: int, windows: int, precision: str, device: str,
+                  peak_tflops: float | None = None) -> dict:
+    """`peak_tflops`: the chip's nominal peak (its data sheet) for the MFU; the measured matmul peak is
+    reported beside it either way."""
     cfg = bench_config(size, batch, precision, device)
     forward_flops = totals(layer_table(nin_spec(cfg.model, size), size))["flops"]
     backends = {fw: make_backend(fw, cfg) for fw in FRAMEWORKS}
@@ -121,10 +124,12 @@ def run_benchmark(size: int, batch: int, steps: int, windows: int, precision: st
             "device": backend.device_name, "train_examples_per_sec": train, "eval_examples_per_sec": evaluate,
             "train_flops_per_sec": 3 * forward_flops * train, "eval_flops_per_sec": forward_flops * evaluate,
             "fraction_of_peak": 3 * forward_flops * train / precision_peak, "peak_memory_bytes": memory,
+            "mfu": 3 * forward_flops * train / (peak_tflops * 1e12) if peak_tflops else None,
             "train_window_seconds": times[fw]["train"], "eval_window_seconds": times[fw]["eval"],
         }
     return {"config": {"image_size": size, "batch_size": batch, "steps": steps, "windows": windows,
-                       "precision": precision, "device": device, "forward_flops_per_example": forward_flops},
+                       "precision": precision, "device": device, "forward_flops_per_example": forward_flops,
+                       "nominal_peak_tflops": peak_tflops},
             "peak_matmul_flops_per_sec": peak, **results,
             "ratio_flax_over_torch": results["flax"]["train_examples_per_sec"]
             / results["torch"]["train_examples_per_sec"]}
@@ -140,7 +145,8 @@ def print_table(r: dict) -> None:
         x = r[fw]
         print(f"{fw:<8}{x['train_examples_per_sec']:>12,.1f}{x['eval_examples_per_sec']:>12,.1f}"
               f"{x['train_flops_per_sec'] / 1e9:>15,.1f}{x['fraction_of_peak']:>9.0%}"
-              f"{x['peak_memory_bytes'] / 2**20:>11,.0f} MiB")
+              f"{x['peak_memory_bytes'] / 2**20:>11,.0f} MiB"
+              + (f"   MFU {x['mfu']:.1%} of {c['nominal_peak_tflops']:g} TFLOP/s" if x["mfu"] is not None else ""))
     print(f"flax / torch (training): {r['ratio_flax_over_torch']:.2f}")
 
 
@@ -153,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--windows", type=int, default=5, help="timed windows per framework (median counts)")
     parser.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto")
+    parser.add_argument("--peak-tflops", type=float, metavar="X",
+                        help="the chip's nominal peak for this precision (data sheet), to report MFU against it")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
     from shared.arch import check_image_size
@@ -160,7 +168,12 @@ def main(argv: list[str] | None = None) -> None:
     check_image_size(args.image_size)
     if min(args.batch_size, args.steps, args.windows) < 1:
         parser.error("--batch-size, --steps and --windows must be >= 1")
-    result = run_benchmark(args.image_size, args.batch_size, args.steps, args.windows, args.precision, args.device)
+    if args.peak_tflops is not None and not args.peak_tflops > 0:
+        parser.error("--peak-tflops must be > 0")
+    if args.json:
+        check_writable(Path(args.json))
+    result = run_benchmark(args.image_size, args.batch_size, args.steps, args.windows, args.precision, args.device,
+                           args.peak_tflops)
     print_table(result)
     if args.json:
         atomic_write(Path(args.json), json.dumps(result, indent=2))

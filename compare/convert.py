@@ -17,6 +17,7 @@ import numpy as np
 from shared.arch import nin_spec
 from shared.config import ModelConfig
 from shared.errors import UserError, run_cli
+from shared.rundir import check_writable
 from shared.weights import State, canonical_to_flax, check_state, flax_to_canonical, save_portable
 
 D2L_KEY = re.compile(r"^(\d+)\.(\d+)\.(weight|bias)$")
@@ -71,13 +72,27 @@ def d2l_to_canonical(state: dict[str, np.ndarray], image_size: int = 224) -> tup
 
 
 def load_torch_file(path: str | Path) -> dict[str, np.ndarray]:
+    """A state_dict saved with torch.save, loaded without running pickled code (weights_only)."""
+    import pickle
+
     import torch
 
+    if not Path(path).is_file():
+        raise UserError(f"{path} does not exist; give a file written by torch.save(net.state_dict(), ...)")
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise UserError(f"cannot read {path} as a torch state_dict ({e})") from None
-    state = state.state_dict() if hasattr(state, "state_dict") else state
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" in str(e):  # a pickled class: the whole module, not its state_dict
+            raise UserError(f"{path} holds a pickled model object, not a state_dict; save "
+                            f"torch.save(net.state_dict(), PATH) and convert that") from None
+        raise UserError(f"cannot read {path} as a torch state_dict ({str(e).splitlines()[0]})") from None
+    except (OSError, RuntimeError, EOFError, ValueError) as e:
+        raise UserError(f"cannot read {path} as a torch state_dict ({str(e).splitlines()[0]})") from None
+    if isinstance(state, dict) and {"model", "optimizer", "progress"} <= set(state):
+        raise UserError(f"{path} is a nin_torch training checkpoint; its run's weights.safetensors is already "
+                        f"portable: use that (--init-from, --weights)")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"{path} is not a state_dict (a dict of tensors); save torch.save(net.state_dict(), PATH)")
     return {k: v.detach().float().numpy() for k, v in state.items()}
 
 
@@ -89,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("target", help="the portable weights.safetensors to write")
     parser.add_argument("--image-size", type=int, default=224, help="image size recorded in the file")
     args = parser.parse_args(argv)
+    check_writable(Path(args.target))
     state, cfg = d2l_to_canonical(load_torch_file(args.source), args.image_size)
     save_portable(args.target, state, cfg, args.image_size, False, framework="torch (d2l nn.Sequential)")
     print(f"wrote {args.target}: {len(state)} tensors, num_1x1={cfg.num_1x1}, widths={cfg.widths}")

@@ -96,10 +96,11 @@ def run_one(protocol: Protocol, cell: Cell, framework: str, seed: int, root: Pat
 
 
 def run_extras(protocol: Protocol, root: Path) -> list[str]:
-    """The non-training measurements (JSON files in extras/): the K-step parity drift, peak memory, and the
-    per-class accuracy and dead classes of the runs that keep their weights."""
+    """The non-training measurements (JSON files in extras/): the K-step parity drift, the noise floor, peak
+    memory, and the per-class accuracy and dead classes of the runs that keep their weights."""
     extras = root / protocol.name / "extras"
-    jobs = {"parity-drift.json": ["compare.parity", "--preset", "cpu", *protocol.parity_flags]}
+    jobs = {"parity-drift.json": ["compare.parity", "--preset", "cpu", *protocol.parity_flags],
+            "noise-floor.json": ["compare.noise_floor", "--preset", "cpu", "--no-progress"]}
     for size in protocol.memory_sizes:
         for framework in FRAMEWORKS:
             for kind in ("train", "infer"):
@@ -175,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
         raise UserError(f"--seeds must be >= 1 (got {args.seeds})")
+    if args.report_only and not any(args.results.glob("*/*/*/summary.json")):
+        raise UserError(f"--report-only: {args.results} holds no runs (no <protocol>/<cell>/<run>/summary.json); "
+                        f"give the --results folder the grid wrote")
     try:
         failed = [] if args.report_only else run_grid(PROTOCOLS[args.protocol], args.only, args.seeds, args.results)
     except KeyboardInterrupt:

@@ -145,9 +145,12 @@ def drift(path: Path, parity: dict | None, same_init: CellRuns) -> bool:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     if parity is not None:
         train = parity["checks"]["train"]
-        rel = [abs(a - b) / abs(a) for a, b in zip(train["loss_torch"], train["loss_flax"], strict=True)]
-        left.semilogy(range(1, len(rel) + 1), [max(r, 1e-12) for r in rel], color="black")
-        left.set_title("K-step parity: same weights, same batches, no dropout", fontsize=10)
+        for label, run, color in (("float64", train, "black"), ("fp32", train.get("native"), "tab:orange")):
+            if run:
+                rel = [abs(a - b) / abs(a) for a, b in zip(run["loss_torch"], run["loss_flax"], strict=True)]
+                left.semilogy(range(1, len(rel) + 1), [max(r, 1e-17) for r in rel], color=color, label=label)
+        left.legend(fontsize=8)
+        left.set_title("K-step parity: same init, batches and dropout masks", fontsize=10)
         left.set_xlabel("step")
         left.set_ylabel("relative loss difference, torch vs flax")
         left.grid(alpha=0.3)

@@ -59,8 +59,8 @@ CPU = Protocol(
     description=("sized for a 2-core CPU: 67 px, the first 19,200 training images once (300 steps of batch 64), "
                  "the first 2,000 test images; Adam 1e-3 with 30 warmup steps and cosine decay unless a cell says "
                  "otherwise"),
-    base=("--preset", "cpu", "--image-size", "67", "--batch-size", "64", "--train-limit", "19200", "--epochs", "1",
-          "--test-limit", "2000", "--warmup-steps", "30"),
+    base=("--preset", "cpu", "--final-relu", "--image-size", "67", "--batch-size", "64", "--train-limit", "19200",
+          "--epochs", "1", "--test-limit", "2000", "--warmup-steps", "30"),
     init_base=("--train-limit", "6400", "--test-limit", "1000"),
     warmup="30",
     seeds=2,

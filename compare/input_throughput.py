@@ -13,7 +13,7 @@ import numpy as np
 from shared.config import ArgumentParser
 from shared.data import epoch_order
 from shared.errors import run_cli
-from shared.rundir import atomic_write
+from shared.rundir import atomic_write, check_writable
 
 
 def _rate(fn, batch: int, batches: int) -> float:
@@ -87,17 +87,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", type=int, default=20, help="timed batches per path (after one warm-up)")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
+    if args.json:
+        check_writable(Path(args.json))
+    if min(args.image_size, args.batch_size, args.batches) < 1:
+        parser.error("--image-size, --batch-size and --batches must be >= 1")
     size, batch, n = args.image_size, args.batch_size, args.batches
+    from nin_flax.data import tfds_available
+
     rates = {
         "torchvision_dataloader_0_workers": torchvision_rate(size, batch, n, 0),
         "torchvision_dataloader_2_workers": torchvision_rate(size, batch, n, 2),
-        "tfds_data_source": tfds_rate(size, batch, n),
+        "tfds_data_source": tfds_rate(size, batch, n) if tfds_available() else None,
         "torch_device_fast_path": torch_fast_rate(size, batch, n),
         "flax_device_fast_path": flax_fast_rate(size, batch, n),
     }
     print(f"images/s delivered as float batches of {batch} at {size} px")
     for name, rate in rates.items():
-        print(f"  {name:<36}{rate:>12,.0f}")
+        print(f"  {name:<36}{rate:>12,.0f}" if rate is not None else
+              f"  {name:<36}  not measured: tensorflow-datasets is not installed")
     if args.json:
         atomic_write(Path(args.json), json.dumps({"image_size": size, "batch_size": batch,
                                                   "images_per_sec": rates}, indent=2))

@@ -16,7 +16,7 @@ import numpy as np
 
 from shared.config import ArgumentParser, add_config_flags, config_from_args
 from shared.errors import run_cli
-from shared.rundir import atomic_write
+from shared.rundir import atomic_write, check_writable
 
 STEPS = 3
 
@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", metavar="PATH", help="write the result as JSON")
     add_config_flags(parser)
     args = parser.parse_args(argv)
+    if args.json:
+        check_writable(Path(args.json))
     cfg = config_from_args(args)
     cfg.data.train_limit = cfg.data.test_limit = max(cfg.data.batch_size, 1024)
     result = measure(args.framework, args.kind, cfg)

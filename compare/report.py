@@ -8,7 +8,7 @@ from pathlib import Path
 
 from shared.config import ArgumentParser
 from shared.errors import UserError, run_cli
-from shared.rundir import RunDir, plot_runs
+from shared.rundir import check_writable, plot_runs, read_jsonl
 
 ROWS = (("framework", "{}"), ("device", "{}"), ("precision", "{}"), ("status", "{}"), ("epochs", "{}"),
         ("steps", "{}"), ("train_loss", "{:.4f}"), ("train_acc", "{:.4f}"), ("test_loss", "{:.4f}"),
@@ -20,9 +20,10 @@ def load_run(path: str) -> tuple[dict, list[dict]]:
     summary = folder / "summary.json"
     if not summary.is_file():
         raise UserError(f"{folder} has no summary.json: give the --out folder of a finished training run")
-    run = RunDir.__new__(RunDir)
-    run.path = folder
-    return json.loads(summary.read_text()), run.read_metrics()
+    try:
+        return json.loads(summary.read_text()), read_jsonl(folder / "metrics.jsonl")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{folder} is damaged ({e}); give the --out folder of a finished training run") from None
 
 
 def _cell(fmt: str, value) -> str:
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
                                                       "the first run)")
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else Path(args.runs[0]).parent / "report.png"
+    check_writable(out)
     table = report(args.runs, out)
     width = max(len(row[0]) for row in table) + 2
     for row in table:

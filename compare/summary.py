@@ -9,7 +9,7 @@ from pathlib import Path
 from shared.arch import min_image_size, nin_spec
 from shared.config import ArgumentParser, Config, add_config_flags, config_from_args
 from shared.errors import run_cli
-from shared.rundir import atomic_write
+from shared.rundir import atomic_write, check_writable
 from shared.summary import layer_table, memory_estimate, totals, xla_style_flops
 
 
@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     add_config_flags(parser, sections=("model", "data"))
     parser.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
     args = parser.parse_args(argv)
+    if args.json:
+        check_writable(Path(args.json))
     summary = summarize(config_from_args(args))
     print_table(summary)
     if args.json:

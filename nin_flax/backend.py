@@ -24,13 +24,14 @@ from nin_flax import weights
 from nin_flax.data import DeviceData
 from nin_flax.model import build_model
 from nin_flax.optim import make_optimizer
-from nin_flax.runtime import device_name, enable_compilation_cache, select_devices, set_precision
+from nin_flax.runtime import device_name, enable_compilation_cache, free_memory, select_devices, set_precision
 from nin_flax.steps import compute_dtype, make_eval_step, make_train_step
 from shared.arch import nin_spec
 from shared.config import Config
 from shared.dropout import dropout_mask, dropout_shape
-from shared.errors import UserError
+from shared.errors import UserError, first_line
 from shared.schedule import lr_factor, total_steps
+from shared.summary import check_fits_memory
 from shared.weights import State
 
 FRAMEWORK = "flax"
@@ -62,6 +63,8 @@ class FlaxBackend:
         self.sharded = NamedSharding(mesh, PartitionSpec("data"))
         self.device_name = device_name(self.device) + (f" x {self.n_devices}" if self.n_devices > 1 else "")
         set_precision(cfg.run.precision)
+        spec = nin_spec(cfg.model, cfg.data.image_size)
+        check_fits_memory(spec, cfg.data.image_size, cfg.data.batch_size, free_memory(self.device), self.device_name)
         self.train_data = DeviceData("train", cfg.data.data_dir, cfg.data.train_limit, self.replicated)
         self.test_data = DeviceData("test", cfg.data.data_dir, cfg.data.test_limit, self.replicated)
         self.n_train, self.n_test = len(self.train_data), len(self.test_data)
@@ -78,7 +81,7 @@ class FlaxBackend:
             self.graphdef, state = nnx.split((model, optimizer))
             self.state = jax.device_put(state, self.replicated)
         self.param_count = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
-        self.mask_shape = dropout_shape(nin_spec(cfg.model, cfg.data.image_size), cfg.data.image_size)
+        self.mask_shape = dropout_shape(spec, cfg.data.image_size)
         self.step = 0  # optimizer steps taken: the shared dropout masks are drawn from (seed, step)
         self._train_step = make_train_step(cfg, self.graphdef, self.dtype)
         self._eval_step = make_eval_step(cfg, self.graphdef, self.dtype)
@@ -160,8 +163,9 @@ class FlaxBackend:
         target = self._pure_state()
         try:
             restored = ocp.StandardCheckpointer().restore(path.resolve() / "state", _keys_to_data(target))
-        except (ValueError, KeyError, FileNotFoundError) as e:
-            raise UserError(f"cannot resume from {path}: {str(e).splitlines()[0]} (another architecture or a "
+            progress = json.loads((path / "progress.json").read_text())
+        except Exception as e:  # noqa: BLE001 (orbax raises many kinds for a damaged or foreign checkpoint)
+            raise UserError(f"cannot resume from {path}: {first_line(e)} (another architecture or a "
                             f"damaged checkpoint); start a new --out") from None
         restored = jax.tree.map(lambda new, old: jax.random.wrap_key_data(new, impl=jax.random.key_impl(old))
                                 if jnp.issubdtype(old.dtype, jax.dtypes.prng_key) else new, restored, target)
@@ -171,7 +175,6 @@ class FlaxBackend:
             nnx.replace_by_pure_dict(state, restored[key])
             nnx.update(obj, state)
         self.state = jax.device_put(nnx.state((model, optimizer)), self.replicated)
-        progress = json.loads((path / "progress.json").read_text())
         self.step = progress["step"]
         return progress
 

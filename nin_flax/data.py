@@ -3,6 +3,7 @@ device-resident fast path. Twin of nin_torch/data.py."""
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import logging
 from pathlib import Path
@@ -12,8 +13,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from shared.data import MEAN, STD, cache_dir, load_split, split_limit
+from shared.errors import UserError
 
 TFDS_NAME, TFDS_VERSION = "fashion_mnist", "3.0.1"
+
+
+def tfds_available() -> bool:
+    """tensorflow-datasets is the reference loader only: training and the fast path do not need it."""
+    return importlib.util.find_spec("tensorflow_datasets") is not None
+
+
+def _require_tfds() -> None:
+    if not tfds_available():
+        raise UserError("tensorflow-datasets is not installed: pip install tensorflow-datasets (only the TFDS "
+                        "reference loader needs it; training does not)")
 
 
 def _local_builder_class():
@@ -51,6 +64,7 @@ def _local_builder_class():
 
 def tfds_dir(data_dir: str | None = None) -> Path:
     """The TFDS data_dir holding fashion_mnist/3.0.1 as array_record, prepared once from the IDX files."""
+    _require_tfds()
     root = cache_dir() / "tfds"
     if not (root / TFDS_NAME / TFDS_VERSION / "dataset_info.json").is_file():
         import tensorflow_datasets as tfds
@@ -65,6 +79,7 @@ def tfds_dir(data_dir: str | None = None) -> Path:
 
 def tfds_source(split: str, data_dir: str | None = None):
     """tfds.data_source over the prepared dataset: random access by IDX index, records {image, label}."""
+    _require_tfds()
     import tensorflow_datasets as tfds
 
     logging.getLogger("absl").setLevel(logging.ERROR)  # "OpenCV is not installed ... PIL" once per process

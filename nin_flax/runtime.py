@@ -6,6 +6,7 @@ import jax
 
 from shared.data import cache_dir
 from shared.errors import UserError
+from shared.runtime import host_available_memory
 
 
 def enable_compilation_cache() -> None:
@@ -45,3 +46,11 @@ def set_precision(precision: str) -> None:
 
 def device_name(device: jax.Device) -> str:
     return f"cuda:{device.id}" if device.platform == "gpu" else "cpu"
+
+
+def free_memory(device: jax.Device) -> int | None:
+    """Bytes free for this process's arrays on the device (the host's available memory for the CPU)."""
+    if device.platform == "cpu":
+        return host_available_memory()
+    stats = device.memory_stats() or {}
+    return stats["bytes_limit"] - stats.get("bytes_in_use", 0) if "bytes_limit" in stats else None

@@ -19,9 +19,8 @@ from shared.rundir import RunDir
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_train_args(argv, FRAMEWORK)
-    run = RunDir(cfg.run.out, cfg.run.resume, CHECKPOINT)
-    backend = FlaxBackend(cfg)
-    return train(backend, cfg, run)
+    with RunDir(cfg.run.out, cfg.run.resume, CHECKPOINT, FRAMEWORK) as run:
+        return train(FlaxBackend(cfg), cfg, run)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ of the shared epoch order, metrics are summed over ranks, rank 0 alone writes; c
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +20,14 @@ from nin_torch import weights
 from nin_torch.data import DeviceData
 from nin_torch.model import build_model
 from nin_torch.optim import make_optimizer
-from nin_torch.runtime import device_name, init_distributed, select_device, set_precision
+from nin_torch.runtime import device_name, free_memory, init_distributed, select_device, set_precision
 from nin_torch.steps import make_eval_step, make_train_step
 from shared.arch import nin_spec
 from shared.config import Config
 from shared.dropout import dropout_mask, dropout_shape
-from shared.errors import UserError
+from shared.errors import UserError, first_line
 from shared.schedule import total_steps
+from shared.summary import check_fits_memory
 from shared.weights import State
 
 FRAMEWORK = "torch"
@@ -47,6 +49,9 @@ class TorchBackend:
         self.device = select_device(cfg.run.device, local_rank)
         self.device_name = device_name(self.device) + (f" x {self.world} (DDP)" if self.world > 1 else "")
         set_precision(cfg.run.precision)
+        spec = nin_spec(cfg.model, cfg.data.image_size)
+        check_fits_memory(spec, cfg.data.image_size, cfg.data.batch_size, free_memory(self.device), self.device_name)
+        torch.backends.cudnn.benchmark = self.device.type == "cuda"  # fixed shapes: pick the fastest conv once
         self.train_data = DeviceData("train", cfg.data.data_dir, cfg.data.train_limit, self.device)
         self.test_data = DeviceData("test", cfg.data.data_dir, cfg.data.test_limit, self.device)
         self.n_train, self.n_test = len(self.train_data), len(self.test_data)
@@ -67,7 +72,7 @@ class TorchBackend:
         self._train_step = make_train_step(replica, self.optimizer, self.scheduler, cfg, self.device, self.dtype)
         self._eval_step = make_eval_step(self.model, cfg, self.device, self.dtype)
         torch.manual_seed(cfg.train.seed)  # dropout masks
-        self.mask_shape = dropout_shape(nin_spec(cfg.model, cfg.data.image_size), cfg.data.image_size)
+        self.mask_shape = dropout_shape(spec, cfg.data.image_size)
         self.step = 0  # optimizer steps taken: the shared dropout masks are drawn from (seed, step)
 
     def _indices(self, indices: np.ndarray) -> torch.Tensor:
@@ -128,8 +133,8 @@ class TorchBackend:
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
             self.model.load_state_dict(state["model"])
-        except (RuntimeError, KeyError, EOFError) as e:
-            raise UserError(f"cannot resume from {path}: {str(e).splitlines()[0]} (another architecture or a "
+        except (RuntimeError, KeyError, EOFError, TypeError, pickle.UnpicklingError) as e:
+            raise UserError(f"cannot resume from {path}: {first_line(e)} (another architecture or a "
                             f"damaged checkpoint); start a new --out") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from shared.errors import UserError
+from shared.runtime import host_available_memory
 
 
 def select_device(choice: str, index: int = 0) -> torch.device:
@@ -40,3 +41,10 @@ def set_precision(precision: str) -> None:
 
 def device_name(device: torch.device) -> str:
     return f"cuda:{device.index or 0}" if device.type == "cuda" else "cpu"
+
+
+def free_memory(device: torch.device) -> int | None:
+    """Bytes free for this process's arrays on the device (the host's available memory for the CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    return host_available_memory()

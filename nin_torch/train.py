@@ -25,13 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.run.devices is not None:
         raise UserError("--devices is nin_flax's; with torch start one process per device: "
                         "torchrun --nproc_per_node=N -m nin_torch.train ...")
-    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 alone talks
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if not main_rank:  # torchrun: rank 0 alone talks and writes
         cfg.run.progress = False
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-    run = RunDir(cfg.run.out, cfg.run.resume, CHECKPOINT)
-    backend = TorchBackend(cfg)
     try:
-        return train(backend, cfg, run)
+        with RunDir(cfg.run.out, cfg.run.resume, CHECKPOINT, FRAMEWORK, main_rank) as run:
+            return train(TorchBackend(cfg), cfg, run)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -6,12 +6,14 @@ import argparse
 import dataclasses
 import difflib
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from shared.data import CLASS_NAMES, batches_per_epoch, split_limit
 from shared.errors import UserError
 
 
@@ -177,8 +179,8 @@ def load_toml(path: str | Path) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         raise UserError(f"config file {path} does not exist; pass an existing .toml file to --config")
     try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not valid TOML ({e}); fix the file or drop --config") from None
 
 
@@ -206,10 +208,19 @@ def validate(cfg: Config) -> Config:
     for name, value in {"dropout": cfg.model.dropout, "label_smoothing": cfg.train.label_smoothing}.items():
         if not 0.0 <= value < 1.0:
             raise UserError(f"--{name.replace('_', '-')} must be in [0, 1) (got {value})")
-    for name, value in {"momentum": cfg.train.momentum, "weight_decay": cfg.train.weight_decay,
-                        "warmup_steps": cfg.train.warmup_steps}.items():
+    for name, value in {"lr": cfg.train.lr, "weight_decay": cfg.train.weight_decay,
+                        "clip_grad_norm": cfg.train.clip_grad_norm, "momentum": cfg.train.momentum}.items():
+        if value is not None and not math.isfinite(value):
+            raise UserError(f"--{name.replace('_', '-')} must be a finite number (got {value})")
+    for name, value in {"weight_decay": cfg.train.weight_decay, "warmup_steps": cfg.train.warmup_steps,
+                        "seed": cfg.train.seed}.items():
         if value < 0:
             raise UserError(f"--{name.replace('_', '-')} must be >= 0 (got {value})")
+    if not 0.0 <= cfg.train.momentum < 1.0:
+        raise UserError(f"--momentum must be in [0, 1) (got {cfg.train.momentum})")
+    if cfg.model.in_channels != 1 or cfg.model.num_classes != len(CLASS_NAMES):
+        raise UserError(f"Fashion-MNIST is grayscale with {len(CLASS_NAMES)} classes: --in-channels must be 1 and "
+                        f"--num-classes {len(CLASS_NAMES)} (got {cfg.model.in_channels} and {cfg.model.num_classes})")
     if len(cfg.model.widths) != 3 or min(cfg.model.widths) <= 0:
         raise UserError(f"--widths needs three positive channel counts, e.g. 96,256,384 (got {cfg.model.widths})")
     last = cfg.model.last_width
@@ -217,12 +228,16 @@ def validate(cfg: Config) -> Config:
         raise UserError("--last-width differs from --num-classes, so the last block needs a 1x1 conv to "
                         "map it to the classes: use --num-1x1 1 or more")
     from shared.arch import check_image_size
-    from shared.data import split_limit
 
     check_image_size(cfg.data.image_size)
-    if cfg.data.batch_size > split_limit("train", cfg.data.train_limit):
-        raise UserError(f"--batch-size {cfg.data.batch_size} exceeds the {split_limit('train', cfg.data.train_limit)} "
-                        f"training examples; lower --batch-size or raise --train-limit")
+    n_train = split_limit("train", cfg.data.train_limit)
+    if cfg.data.batch_size > n_train:
+        raise UserError(f"--batch-size {cfg.data.batch_size} exceeds the {n_train} training examples; lower "
+                        f"--batch-size or raise --train-limit")
+    steps = batches_per_epoch(n_train, cfg.data.batch_size) * cfg.train.epochs
+    steps = min(steps, cfg.train.max_steps or steps)
+    if cfg.train.warmup_steps >= steps:
+        raise UserError(f"--warmup-steps {cfg.train.warmup_steps} covers the whole run ({steps} steps); lower it")
     return cfg
 
 
@@ -234,7 +249,7 @@ def add_config_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...] 
     """Add --preset, --config and one flag per config field; every default is None (= not given)."""
     from shared.presets import PRESETS
 
-    parser.add_argument("--preset", default="d2l", help=f"starting point: {', '.join(PRESETS)} (default d2l)")
+    parser.add_argument("--preset", help=f"starting point: {', '.join(PRESETS)} (default d2l)")
     parser.add_argument("--config", metavar="FILE.toml", help="TOML with [model] [data] [train] [run] tables")
     for section in sections:
         group = parser.add_argument_group(section)
@@ -258,19 +273,24 @@ def add_config_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...] 
             group.add_argument(flag, **kwargs)
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Preset, then the TOML file, then the flags; validated."""
-    from shared.presets import preset_config
-
-    cfg = preset_config(args.preset)
-    if args.config:
-        apply_overrides(cfg, load_toml(args.config), args.config)
+def given_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """{section: {field: value}} of the config flags given on the command line."""
     flags: dict[str, dict[str, Any]] = {}
     for dest, value in vars(args).items():
         if "." in dest and value is not None:
             section, name = dest.split(".", 1)
             flags.setdefault(section, {})[name] = value
-    apply_overrides(cfg, flags, "the command line")
+    return flags
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Preset, then the TOML file, then the flags; validated."""
+    from shared.presets import preset_config
+
+    cfg = preset_config(args.preset or "d2l")
+    if args.config:
+        apply_overrides(cfg, load_toml(args.config), args.config)
+    apply_overrides(cfg, given_flags(args), "the command line")
     return validate(cfg)
 
 
@@ -294,8 +314,60 @@ def parse_train_args(argv: list[str] | None, framework: str) -> Config:
                             description=f"Train NiN on Fashion-MNIST with {framework}; the flags are the same for "
                                         "both frameworks. Preset, then --config TOML, then flags.")
     add_config_flags(parser)
-    cfg = config_from_args(parser.parse_args(argv))
-    if cfg.run.resume and not cfg.run.out:
-        raise UserError("--resume needs --out: the run directory to continue")
+    args = parser.parse_args(argv)
+    if getattr(args, "run.resume"):
+        return resume_config(args, framework)
+    cfg = config_from_args(args)
     cfg.run.out = cfg.run.out or f"runs/{framework}-{time.strftime('%Y%m%d-%H%M%S')}"
     return cfg
+
+
+# With --resume the run's own config.json rules: flags may extend the run or change how it is watched, never
+# what it computes.
+RESUME_EXTENDS = {("train", "epochs"), ("train", "max_steps")}
+RESUME_FREE = {("run", "progress"), ("run", "device"), ("run", "devices"), ("run", "out"), ("run", "resume")}
+
+
+def resume_config(args: argparse.Namespace, framework: str) -> Config:
+    """The config of the run in --out (its config.json), with the given flags that may change on resume."""
+    out = getattr(args, "run.out")
+    if not out:
+        raise UserError("--resume needs --out: the run directory to continue")
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        raise UserError(f"--resume: {out} holds no run to continue (no config.json); start without --resume")
+    try:
+        saved = json.loads(path.read_text())
+        saved_framework = saved.pop("framework")
+        cfg = config_from_dict(saved)
+    except (OSError, ValueError, KeyError, AttributeError, UserError) as e:
+        raise UserError(f"--resume: {path} is damaged ({e}); start a new --out") from None
+    if saved_framework != framework:
+        raise UserError(f"--resume: {out} holds a {saved_framework} run; continue it with "
+                        f"python -m nin_{saved_framework}.train --resume --out {out}")
+    wanted = config_from_args(args) if (args.preset or args.config) else None
+    given = given_flags(args)
+    changed = []
+    for section, values in given.items():
+        for name, value in values.items():
+            if (section, name) in RESUME_FREE | RESUME_EXTENDS:
+                setattr(getattr(cfg, section), name, _coerce(section, name, value))
+    for section in SECTIONS:
+        for f in fields(SECTIONS[section]):
+            if (section, f.name) in RESUME_FREE | RESUME_EXTENDS:
+                continue
+            run_value = getattr(getattr(cfg, section), f.name)
+            asked = given.get(section, {}).get(f.name)
+            asked = _coerce(section, f.name, asked) if asked is not None else (
+                getattr(getattr(wanted, section), f.name) if wanted else run_value)
+            if asked != run_value:
+                changed.append(f"--{f.name.replace('_', '-')} {_shown(asked)} (the run's: {_shown(run_value)})")
+    if changed:
+        raise UserError(f"--resume continues {out} as its config.json says; these would change the run: "
+                        f"{'; '.join(changed)}. Drop them (--epochs and --max-steps may grow), or start a new --out")
+    cfg.run.resume, cfg.run.out = True, out
+    return validate(cfg)
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-EXIT_USER_ERROR = 2
+EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130
 
 F = TypeVar("F", bound=Callable[..., int | None])
 
@@ -16,8 +16,14 @@ class UserError(Exception):
     """A mistake the user can fix: bad flag, missing data, wrong weights file. The message names the fix."""
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's first line of text, for an `error:` line (its type when it has no text)."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 def run_cli(main: F) -> F:
-    """Wrap a command's `main` so that a UserError becomes one `error:` line and exit code 2."""
+    """Wrap a command's `main` so that a UserError becomes one `error:` line and exit code 2, and a Ctrl-C
+    that reaches it (during start-up, or a second one) one `interrupted` line and exit code 130."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -26,5 +32,8 @@ def run_cli(main: F) -> F:
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper  # type: ignore[return-value]

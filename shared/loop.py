@@ -18,10 +18,12 @@ import numpy as np
 
 from shared.config import Config
 from shared.data import batches_per_epoch, epoch_order
+from shared.errors import UserError
 from shared.rundir import RunDir
 
 SYNC_EVERY = 20
 COLLAPSE_STEPS = 100  # predictions of one class (or all-zero logits) for this long: warn
+BLOWUP_FACTOR, BLOWUP_SYNCS = 10.0, 2  # a loss over 10x chance (ln K) for two host syncs in a row has diverged
 EXIT_DIVERGED, EXIT_INTERRUPTED = 3, 130
 
 
@@ -54,6 +56,8 @@ class Progress:
     total_seconds: float = 0.0
     collapsed_steps: int = 0
     warned_collapse: bool = False
+    blowup_syncs: int = 0
+    diverged: str = ""  # why the run diverged, in words
 
 
 class StopFlag:
@@ -119,6 +123,14 @@ def run_epoch(backend: Backend, cfg: Config, run: RunDir, p: Progress, total_ste
             if len(pending) == SYNC_EVERY or p.batch == steps_per_epoch or p.step == total_steps:
                 values, n, pending = backend.fetch(pending), len(pending), []
                 if not np.isfinite(values[:, 0]).all():
+                    p.diverged = f"the loss is not finite near step {p.step}"
+                    return "diverged"
+                loss = values[:, 0].sum() / (n * batch)
+                p.blowup_syncs = p.blowup_syncs + 1 if loss > BLOWUP_FACTOR * math.log(cfg.model.num_classes) else 0
+                if p.blowup_syncs >= BLOWUP_SYNCS:
+                    p.diverged = (f"the training loss is {loss:.3g} at step {p.step}, over {BLOWUP_FACTOR:g}x chance "
+                                  f"(ln {cfg.model.num_classes} = {math.log(cfg.model.num_classes):.2f}) for "
+                                  f"{BLOWUP_SYNCS * SYNC_EVERY} steps")
                     return "diverged"
                 account(p, values, batch)
                 if backend.is_main:
@@ -160,6 +172,10 @@ def train(backend: Backend, cfg: Config, run: RunDir) -> int:
     p, main = Progress(), backend.is_main
     if cfg.run.resume:
         p = Progress(**backend.load_checkpoint(run.checkpoint))
+        if p.step > total_steps or p.epoch > cfg.train.epochs:
+            raise UserError(f"--resume: the run in {run.path} has already taken {p.step} steps ({p.epoch} epochs); "
+                            f"--epochs {cfg.train.epochs} / --max-steps {cfg.train.max_steps} would end it before "
+                            f"that: leave them out or raise them")
         if main:
             run.keep_metrics_through(p.epoch, p.step)
             print(f"resuming {run.path} at epoch {p.epoch + 1}, batch {p.batch}, step {p.step}")
@@ -202,9 +218,10 @@ def finish(backend: Backend, cfg: Config, run: RunDir, p: Progress, status: str)
                "seconds": last.get("seconds"), "status": status}
     run.write_summary(summary)
     if status == "diverged":
-        print(f"diverged: the loss is not finite near step {p.step} (lr {backend.lr_at(p.step):.3g}); lower --lr, "
-              f"add --warmup-steps or --clip-grad-norm. The last good checkpoint is kept in {run.path}",
-              file=sys.stderr)
+        kept = (f"the last checkpoint, from before the divergence, is kept in {run.path}" if run.checkpoint.exists()
+                else "no checkpoint was written (it diverged in its first epoch)")
+        print(f"diverged: {p.diverged} (lr {backend.lr_at(max(p.step - 1, 0)):.3g}); lower --lr, or add "
+              f"--warmup-steps or --clip-grad-norm; {kept}", file=sys.stderr)
     elif status == "interrupted":
         print(f"interrupted at epoch {p.epoch + 1}, step {p.step}: checkpoint written; continue with "
               f"--resume --out {run.path}", file=sys.stderr)

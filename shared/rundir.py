@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,20 @@ METRIC_KEYS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_ac
                "seconds")
 
 
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 def atomic_write(path: Path, data: bytes | str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp's 0600 would differ from the appended files' mode
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
@@ -41,9 +52,19 @@ def check_writable(path: Path) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines file; a torn last line (a crash mid-append) is dropped, any other bad line is
+    a damaged file."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            if i < len(lines) - 1:
+                raise UserError(f"{path} is damaged (line {i + 1} is not JSON); start a new --out") from None
+    return rows
 
 
 def _append(path: Path, row: dict[str, Any]) -> None:
@@ -53,18 +74,73 @@ def _append(path: Path, row: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+LOCK = ".lock"
+
+
 class RunDir:
-    def __init__(self, path: str | Path, resume: bool, checkpoint_name: str):
+    """A run folder that owns itself: refused when it holds anything but this framework's run to --resume,
+    locked for the run's life (a second trainer on it is refused), removed again if the run never started.
+    Use as a context manager; `main` is False on the processes that do not write (torchrun's other ranks)."""
+
+    def __init__(self, path: str | Path, resume: bool, checkpoint_name: str, framework: str = "",
+                 main: bool = True):
         self.path = Path(path)
         self.checkpoint = self.path / checkpoint_name
+        self.framework, self.main, self._lock, self._created = framework, main, None, False
+        if not main:
+            return
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--out {self.path} is a file; give a folder for the run")
         previous = self.path / f".{checkpoint_name}.old"  # a crash between swapping checkpoint folders
         if previous.exists() and not self.checkpoint.exists():
             previous.rename(self.checkpoint)
+        contents = sorted(p.name for p in self.path.iterdir() if p.name != LOCK) if self.path.is_dir() else []
         if resume and not self.checkpoint.exists():
-            raise UserError(f"--resume: no checkpoint in {self.path} to resume from; start without --resume "
-                            f"or give the --out of an earlier run")
-        if not resume and self.checkpoint.exists():
-            raise UserError(f"{self.path} already holds a run; pass --resume to continue it or choose another --out")
+            held = f"holds {self.describe(contents)} but" if contents else "has"
+            raise UserError(f"--resume: {self.path} {held} no {framework or 'training'} checkpoint to resume from; "
+                            f"start without --resume, or give the --out of an interrupted run")
+        if not resume and contents:
+            hint = "pass --resume to continue it" if self.checkpoint.exists() else "choose another --out"
+            raise UserError(f"--out {self.path} already holds {self.describe(contents)}; {hint}")
+
+    def describe(self, contents: list[str]) -> str:
+        """What a non-empty folder holds, in words: whose run, how it ended; or the files."""
+        try:
+            framework = json.loads((self.path / "config.json").read_text())["framework"]
+        except (OSError, ValueError, KeyError, TypeError):
+            shown = ", ".join(contents[:4]) + (", ..." if len(contents) > 4 else "")
+            return f"files of no run ({shown})"
+        try:
+            ended = f" that ended '{json.loads((self.path / 'summary.json').read_text())['status']}'"
+        except (OSError, ValueError, KeyError, TypeError):
+            ended = " that has not finished"
+        return f"a {framework} run{ended}"
+
+    def __enter__(self) -> RunDir:
+        if not self.main:
+            return self
+        import fcntl
+
+        try:
+            self._created = not self.path.exists()
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.path / LOCK, "a")  # noqa: SIM115 (held for the run's life)
+        except OSError as e:
+            raise UserError(f"cannot write the run folder {self.path} ({e.strerror}); choose another --out") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise UserError(f"another trainer is running in {self.path} right now; wait for it to end or choose "
+                            f"another --out") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._lock is None:
+            return
+        if self._created and not (self.path / "config.json").exists():  # the run never started: leave nothing
+            shutil.rmtree(self.path, ignore_errors=True)
+        self._lock.close()
 
     @property
     def metrics_path(self) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from shared.arch import POOL_KERNEL, POOL_STRIDE, NiNSpec, conv_out
+from shared.errors import UserError
 
 BYTES_PER_FLOAT = 4
 
@@ -105,3 +106,16 @@ def memory_estimate(spec: NiNSpec, image_size: int, batch_size: int, optimizer_s
         # weights + grads + optimizer slots, plus every layer output saved for the backward pass
         "training_bytes": param_bytes * (2 + optimizer_slots) + batch_size * sum(acts),
     }
+
+
+def check_fits_memory(spec: NiNSpec, image_size: int, batch_size: int, available_bytes: int | None,
+                      where: str) -> None:
+    """Refuse, before anything is allocated, a training step that cannot fit: the analytic estimate (weights,
+    gradients, two optimizer slots, every activation kept for the backward pass) exceeds what is free."""
+    if available_bytes is None:
+        return
+    need = memory_estimate(spec, image_size, batch_size, optimizer_slots=2)["training_bytes"]
+    if need > available_bytes:
+        raise UserError(f"--image-size {image_size} at --batch-size {batch_size} needs about {need / 2**30:.1f} GiB "
+                        f"for one training step (analytic estimate), more than the {available_bytes / 2**30:.1f} GiB "
+                        f"free on {where}; lower --image-size or --batch-size")

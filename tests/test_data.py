@@ -42,6 +42,8 @@ def test_torchvision_adapter_matches_idx(train):
         assert np.array_equal(np.asarray(image), images[i]) and label == labels[i]
 
 
+@pytest.mark.skipif(not fdata.tfds_available(), reason="tensorflow-datasets is not installed (as on the GPU "
+                    "machine): the TFDS reference loader cannot be compared")
 def test_tfds_adapter_matches_idx(train):
     images, labels = train
     source = fdata.tfds_source("train")

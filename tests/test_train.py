@@ -68,7 +68,9 @@ def test_resume_after_a_kill_ends_with_the_same_weights(framework, sig, tmp_path
     if sig == signal.SIGINT:
         assert code == 130
         assert json.loads((cut / "summary.json").read_text())["status"] == "interrupted"
-    resumed = train(framework, cut, *TINY, "--resume")
+    # the run's own config.json rules: a bare --resume continues it (with the same flags it is accepted too)
+    resumed = train(framework, cut, "--resume", "--no-progress") if sig == signal.SIGKILL else \
+        train(framework, cut, *TINY, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
     a, b = weights(full), weights(cut)
@@ -98,8 +100,17 @@ def test_divergence_guard(framework, tmp_path):
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_finite_blowup_is_diverged(framework, tmp_path):
+    """Adam at lr 1000 sends the loss to ~1e30 without making it infinite: still a divergence."""
+    result = train(framework, tmp_path, *TINY, "--lr", "1000", "--epochs", "1")
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "diverged"
+    assert "no checkpoint was written" in result.stderr and not (tmp_path / "weights.safetensors").exists()
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_user_errors(framework, tmp_path):
-    assert_user_error(train(framework, tmp_path / "none", *TINY, "--resume"), "no checkpoint")
+    assert_user_error(train(framework, tmp_path / "none", *TINY, "--resume"), "no run to continue")
     assert_user_error(train(framework, tmp_path / "x", *TINY, "--image-size", "28"), "67 px")
     assert_user_error(train(framework, tmp_path / "y", *TINY, "--device", "gpu"), "--device gpu")
     if framework == "torch":
