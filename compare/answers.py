@@ -100,7 +100,9 @@ def answers(root: Path, protocol: Protocol) -> list[str]:
                  if r.seed == f.seed and None not in (r.test_acc, f.test_acc)]
         if pairs:
             diffs.append(f"{c.cell.label}: {sum(abs(a - b) for a, b in pairs) / len(pairs):.4f}")
+    floor = load_extra(root, protocol, "noise-floor.json")
     if diffs:
         out.append("**Do the frameworks agree?** Mean |torch - flax| test accuracy for the same config and seed: "
-                   + "; ".join(diffs) + ".")
+                   + "; ".join(diffs) + "." + (f" The noise floor: {floor['verdict']}; trained in float64 the two "
+                                               "agree to rounding (frameworks section)." if floor else ""))
     return out

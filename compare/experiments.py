@@ -19,7 +19,17 @@ import sys
 import time
 from pathlib import Path
 
-from compare.grid import EXPERIMENTS, FRAMEWORKS, PROTOCOLS, Cell, Protocol, all_cells, cell_config, seed_count
+from compare.grid import (
+    EXPERIMENTS,
+    FRAMEWORKS,
+    NOISE_FLOOR_FLAGS,
+    PROTOCOLS,
+    Cell,
+    Protocol,
+    all_cells,
+    cell_config,
+    seed_count,
+)
 from shared.config import ArgumentParser
 from shared.errors import UserError, run_cli
 
@@ -100,7 +110,7 @@ def run_extras(protocol: Protocol, root: Path) -> list[str]:
     memory, and the per-class accuracy and dead classes of the runs that keep their weights."""
     extras = root / protocol.name / "extras"
     jobs = {"parity-drift.json": ["compare.parity", "--preset", "cpu", *protocol.parity_flags],
-            "noise-floor.json": ["compare.noise_floor", "--preset", "cpu", "--no-progress"]}
+            "noise-floor.json": ["compare.noise_floor", *NOISE_FLOOR_FLAGS, "--no-progress"]}
     for size in protocol.memory_sizes:
         for framework in FRAMEWORKS:
             for kind in ("train", "infer"):

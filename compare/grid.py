@@ -65,7 +65,7 @@ CPU = Protocol(
     warmup="30",
     seeds=2,
     base_is_adam=True,
-    parity_flags=("--image-size", "67", "--batch", "32", "--steps", "100"),
+    parity_flags=("--final-relu", "--image-size", "67", "--batch", "32", "--steps", "100"),
     memory_sizes=(67, 96, 224),
     memory_batch=32,
     best_flags=("--train-limit", "60000", "--test-limit", "10000", "--epochs", "2", "--label-smoothing", "0.1",
@@ -92,6 +92,8 @@ GPU = Protocol(
 )
 
 PROTOCOLS = {"cpu": CPU, "gpu": GPU}
+# The noise floor (compare.noise_floor): one epoch of the cpu preset, with the grid's final ReLU
+NOISE_FLOOR_FLAGS = ("--preset", "cpu", "--final-relu")
 
 ARCH = {
     "num-1x1": ["n0", "n1", "base", "n3"],

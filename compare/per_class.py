@@ -14,8 +14,8 @@ import numpy as np
 
 from shared.config import ArgumentParser
 from shared.errors import run_cli
-from shared.rundir import atomic_write
-from shared.weights import load_portable, saved_model_config
+from shared.rundir import atomic_write, check_writable
+from shared.weights import load_portable, saved_model_config, saved_normalize
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 DEAD = 0.99  # a class whose logit is 0 for at least this fraction of test images is dead
@@ -28,12 +28,14 @@ def per_class(weights: str, test_limit: int | None = None, data_dir: str | None 
     from nin_torch.weights import load_into
     from shared.data import load_split, preprocess_reference
 
-    saved = saved_model_config(load_portable(weights)[1])
+    metadata = load_portable(weights)[1]
+    saved = saved_model_config(metadata)
     if saved is None:
         from shared.errors import UserError
 
         raise UserError(f"{weights} has no model config in its metadata; give a weights.safetensors of a trainer")
     cfg, size = saved
+    normalize = bool(saved_normalize(metadata))
     images, labels = load_split("test", data_dir)
     images, labels = images[:test_limit], labels[:test_limit]
     model = build_model(cfg, size)
@@ -42,7 +44,7 @@ def per_class(weights: str, test_limit: int | None = None, data_dir: str | None 
     logits = []
     with torch.no_grad():
         for i in range(0, len(images), 500):
-            x = preprocess_reference(images[i:i + 500], size).astype(np.float32)
+            x = preprocess_reference(images[i:i + 500], size, normalize).astype(np.float32)
             logits.append(model(torch.from_numpy(x).reshape(len(x), 1, size, size)).numpy())
     out = np.concatenate(logits)
     pred = out.argmax(1)
@@ -61,6 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX files")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
+    if args.test_limit is not None and args.test_limit < 1:
+        parser.error("--test-limit must be >= 1")
+    if args.json:
+        check_writable(Path(args.json))
     result = per_class(args.weights, args.test_limit, args.data_dir)
     print(f"test acc {result['test_acc']:.4f} on {result['test_examples']} images; dead classes: "
           f"{', '.join(result['dead_classes']) or 'none'}")

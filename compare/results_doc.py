@@ -9,7 +9,7 @@ from pathlib import Path
 
 from compare import figures
 from compare.answers import answers
-from compare.grid import EXPERIMENTS, FRAMEWORKS, PROTOCOLS, Protocol, experiment_cells
+from compare.grid import EXPERIMENTS, FRAMEWORKS, NOISE_FLOOR_FLAGS, PROTOCOLS, Protocol, experiment_cells
 from compare.results import (
     STUCK_ACC,
     STUCK_LOSS,
@@ -234,7 +234,8 @@ def section_frameworks(doc: Doc, protocol: Protocol, cells: list[CellRuns]) -> N
         from compare.noise_floor import PAIRS, RUNS, plot
 
         c = floor["config"]
-        doc.add(f"**The noise floor** (`python -m compare.noise_floor --preset cpu`, {floor['steps'][-1]} steps = "
+        doc.add(f"**The noise floor** (`python -m compare.noise_floor {' '.join(NOISE_FLOOR_FLAGS)}`, "
+                f"{floor['steps'][-1]} steps = "
                 f"{c['train']['epochs']} epoch at {c['data']['image_size']} px, batch {c['data']['batch_size']}, "
                 f"{floor['seconds'] / 60:.0f} min): from one init and with the same shared dropout masks, torch and "
                 "flax train side by side with a copy of each started from the init nudged by one ulp. Verdict: "

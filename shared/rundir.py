@@ -75,6 +75,8 @@ def _append(path: Path, row: dict[str, Any]) -> None:
 
 
 LOCK = ".lock"
+# What a launcher (compare.experiments) puts in a run folder before it starts the trainer there: no run yet
+LAUNCHER_FILES = {"command.txt", "train.log"}
 
 
 class RunDir:
@@ -94,7 +96,8 @@ class RunDir:
         previous = self.path / f".{checkpoint_name}.old"  # a crash between swapping checkpoint folders
         if previous.exists() and not self.checkpoint.exists():
             previous.rename(self.checkpoint)
-        contents = sorted(p.name for p in self.path.iterdir() if p.name != LOCK) if self.path.is_dir() else []
+        ignored = {LOCK, *LAUNCHER_FILES}
+        contents = sorted(p.name for p in self.path.iterdir() if p.name not in ignored) if self.path.is_dir() else []
         if resume and not self.checkpoint.exists():
             held = f"holds {self.describe(contents)} but" if contents else "has"
             raise UserError(f"--resume: {self.path} {held} no {framework or 'training'} checkpoint to resume from; "

@@ -85,8 +85,8 @@ def test_experiments_cli_errors(cli, tmp_path):
     assert_user_error(cli("compare.experiments", "--only", "nope"), "--only")
     result = cli("compare.experiments", "--report-only", "--results", str(tmp_path / "none"),
                  "--docs", str(tmp_path / "docs"))
-    assert result.returncode == 0, result.stderr
-    assert "cpu protocol: not run" in (tmp_path / "docs" / "RESULTS.md").read_text()
+    assert_user_error(result, "holds no runs")  # a mistyped --results no longer rewrites RESULTS.md as "not run"
+    assert not (tmp_path / "docs").exists()
 
 
 def test_per_class_finds_a_class_killed_by_the_final_relu(tmp_path):
