@@ -32,6 +32,7 @@ from compare.grid import (
 )
 from shared.config import ArgumentParser
 from shared.errors import UserError, run_cli
+from shared.rundir import check_writable
 
 RESULTS = Path("results")
 DONE = ("ok", "diverged")  # a diverged run is a result (the lr experiment looks for them)
@@ -186,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
         raise UserError(f"--seeds must be >= 1 (got {args.seeds})")
+    check_writable(args.docs / "RESULTS.md")
     if args.report_only and not any(args.results.glob("*/*/*/summary.json")):
         raise UserError(f"--report-only: {args.results} holds no runs (no <protocol>/<cell>/<run>/summary.json); "
                         f"give the --results folder the grid wrote")

@@ -31,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     try:
         with RunDir(cfg.run.out, cfg.run.resume, CHECKPOINT, FRAMEWORK, main_rank) as run:
-            return train(TorchBackend(cfg), cfg, run)
+            code = train(TorchBackend(cfg), cfg, run)
+        if dist.is_initialized():  # leave together: under load, gloo aborted a rank whose peer was still writing
+            dist.barrier()
+        return code
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -182,6 +182,10 @@ def writable_cases(tmp_path) -> dict[str, list[str]]:
         "compare.input_throughput": ["--json", out],
         "compare.memory": ["--framework", "torch", "--kind", "train", "--json", out],
         "compare.init_weights": [out],
+        "compare.convert": [str(blocker), out],
+        "compare.per_class": [str(blocker), "--json", out],
+        "compare.report": [str(blocker), str(blocker), "--out", str(blocker / "report.png")],
+        "compare.experiments": ["--report-only", "--docs", str(blocker / "docs")],
     }
 
 
