@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from shared import schedule
 from shared.config import Config
 from shared.data import batches_per_epoch, epoch_order
 from shared.errors import UserError
@@ -168,7 +169,7 @@ def end_epoch(backend: Backend, cfg: Config, run: RunDir, p: Progress, eval_star
 def train(backend: Backend, cfg: Config, run: RunDir) -> int:
     """Run (or resume) the whole training; returns the exit code (0, 3 diverged, 130 interrupted)."""
     steps_per_epoch = batches_per_epoch(backend.n_train, cfg.data.batch_size)
-    total_steps = min(cfg.train.epochs * steps_per_epoch, cfg.train.max_steps or math.inf)
+    total_steps = schedule.total_steps(cfg, backend.n_train)
     p, main = Progress(), backend.is_main
     if cfg.run.resume:
         p = Progress(**backend.load_checkpoint(run.checkpoint))
@@ -183,7 +184,7 @@ def train(backend: Backend, cfg: Config, run: RunDir) -> int:
         run.write_config(cfg, backend.framework)
         print(f"{backend.framework}: NiN with {backend.param_count:,} params on {backend.device_name}, "
               f"{cfg.run.precision}; {backend.n_train} training examples, {steps_per_epoch} steps per epoch, "
-              f"{int(total_steps)} steps in all; writing {run.path}", flush=True)
+              f"{total_steps} steps in all; writing {run.path}", flush=True)
     status, clock = "ok", time.perf_counter()
     with StopFlag() as stop:
         while p.epoch < cfg.train.epochs and p.step < total_steps:
