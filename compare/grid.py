@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.config import Config, parse_train_args
+from shared.cli import parse_train_args
+from shared.config import Config
 
 FRAMEWORKS = ("torch", "flax")
 LR_VALUES = ("0.01", "0.03", "0.05", "0.1", "0.2")

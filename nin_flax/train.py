@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from nin_flax.backend import CHECKPOINT, FRAMEWORK, FlaxBackend
-from shared.config import parse_train_args
+from shared.cli import parse_train_args
 from shared.errors import run_cli
 from shared.loop import train
 from shared.rundir import RunDir

@@ -13,7 +13,7 @@ import sys
 import torch.distributed as dist
 
 from nin_torch.backend import CHECKPOINT, FRAMEWORK, TorchBackend
-from shared.config import parse_train_args
+from shared.cli import parse_train_args
 from shared.errors import UserError, run_cli
 from shared.loop import train
 from shared.rundir import RunDir

@@ -11,7 +11,7 @@ from compare.experiments import run_grid, train_command
 from compare.grid import CPU, EXPERIMENTS, GPU, all_cells, experiment_cells, seed_count
 from compare.results import Run
 from compare.results_doc import write_results
-from shared.config import parse_train_args
+from shared.cli import parse_train_args
 
 from .conftest import assert_user_error
 
