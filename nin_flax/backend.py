@@ -24,7 +24,14 @@ from nin_flax import weights
 from nin_flax.data import DeviceData
 from nin_flax.model import build_model
 from nin_flax.optim import make_optimizer
-from nin_flax.runtime import device_name, enable_compilation_cache, free_memory, select_devices, set_precision
+from nin_flax.runtime import (
+    device_name,
+    enable_compilation_cache,
+    free_memory,
+    select_devices,
+    set_precision,
+    sync_processes,
+)
 from nin_flax.steps import compute_dtype, make_eval_step, make_train_step
 from shared.arch import nin_spec
 from shared.config import Config
@@ -36,6 +43,18 @@ from shared.weights import State
 
 FRAMEWORK = "flax"
 CHECKPOINT = "checkpoint"
+
+
+def _global(tree, sharding: jax.sharding.Sharding):
+    """Every array of `tree` on `sharding` (which may span several processes: there device_put takes host data,
+    the same in every process, not an array already on a local device; PRNG keys travel as their key data)."""
+    def put(x):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            data = jax.device_put(np.asarray(jax.random.key_data(x)), sharding)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+        return jax.device_put(np.asarray(x), sharding)
+
+    return jax.tree.map(put, tree)
 
 
 def _keys_to_data(tree):
@@ -54,14 +73,17 @@ class FlaxBackend:
         enable_compilation_cache()
         self.is_main = jax.process_index() == 0
         devices = select_devices(cfg.run.device, cfg.run.devices)
-        self.device, self.n_devices = devices[0], len(devices)
+        # this process's first device of the mesh (with several processes, devices[0] may be another's)
+        self.device = next(d for d in devices if d.process_index == jax.process_index())
+        self.n_devices = len(devices)
         if cfg.data.batch_size % self.n_devices:
             raise UserError(f"--batch-size {cfg.data.batch_size} (the global batch) does not split over "
                             f"{self.n_devices} devices; use a multiple of {self.n_devices} or --devices")
         mesh = Mesh(np.array(devices), ("data",))
         self.replicated = NamedSharding(mesh, PartitionSpec())
         self.sharded = NamedSharding(mesh, PartitionSpec("data"))
-        self.device_name = device_name(self.device) + (f" x {self.n_devices}" if self.n_devices > 1 else "")
+        self.device_name = device_name(self.device) + (f" x {self.n_devices}" if self.n_devices > 1 else "") + (
+            f" ({jax.process_count()} processes)" if jax.process_count() > 1 else "")
         set_precision(cfg.run.precision)
         spec = nin_spec(cfg.model, cfg.data.image_size)
         check_fits_memory(spec, cfg.data.image_size, cfg.data.batch_size, free_memory(self.device), self.device_name)
@@ -79,7 +101,7 @@ class FlaxBackend:
                 nnx.update(model, jax.tree.map(lambda a: a.astype(jnp.float64), params))
             optimizer = nnx.Optimizer(model, make_optimizer(cfg.train, self.total_steps), wrt=nnx.Param)
             self.graphdef, state = nnx.split((model, optimizer))
-            self.state = jax.device_put(state, self.replicated)
+            self.state = _global(state, self.replicated)
         self.param_count = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
         self.mask_shape = dropout_shape(spec, cfg.data.image_size)
         self.step = 0  # optimizer steps taken: the shared dropout masks are drawn from (seed, step)
@@ -94,31 +116,35 @@ class FlaxBackend:
         """(model, optimizer) over the current state (the step works on the split state)."""
         return nnx.merge(self.graphdef, self.state)
 
-    def _place(self, indices: np.ndarray) -> jax.Array:
-        """Indices sharded over the mesh (replicated when a short last batch does not split)."""
-        sharding = self.sharded if len(indices) % self.n_devices == 0 else self.replicated
-        return jax.device_put(indices.astype(np.int32), sharding)
+    def _place(self, batch: np.ndarray) -> jax.Array:
+        """A per-step host array (the batch's indices, a dropout mask) split over the mesh by rows, or replicated
+        when a short last batch does not split. Each process hands over only its own rows
+        (make_array_from_process_local_data: no cross-process check of the data, unlike device_put)."""
+        sharding = self.sharded if len(batch) % self.n_devices == 0 else self.replicated
+        rows = [index[0] for index in sharding.addressable_devices_indices_map(batch.shape).values()]
+        local = batch[min(r.start or 0 for r in rows):max(len(batch) if r.stop is None else r.stop for r in rows)]
+        return jax.make_array_from_process_local_data(sharding, local, batch.shape)
 
     def _shared_mask(self, batch: int) -> jax.Array | None:
         """The step's shared dropout mask, NHWC, split over the mesh like the batch (None: flax draws its own)."""
         if self.cfg.run.dropout_masks != "shared" or not self.cfg.model.dropout:
             return None
         mask = dropout_mask(self.cfg.train.seed, self.step, batch, self.mask_shape, self.cfg.model.dropout)
-        sharding = self.sharded if batch % self.n_devices == 0 else self.replicated
-        return jax.device_put(mask.transpose(0, 2, 3, 1).astype(self.dtype), sharding)
+        return self._place(np.ascontiguousarray(mask.transpose(0, 2, 3, 1)).astype(self.dtype))
 
     def train_step(self, indices: np.ndarray) -> jax.Array:
         data = self.train_data
         with self.scope():
             mask = self._shared_mask(len(indices))
-            self.state, metrics = self._train_step(self.state, data.images, data.labels, self._place(indices), mask)
+            self.state, metrics = self._train_step(self.state, data.images, data.labels,
+                                                   self._place(indices.astype(np.int32)), mask)
         self.step += 1
         return metrics
 
     def eval_batch(self, indices: np.ndarray) -> jax.Array:
         data = self.test_data
         with self.scope():
-            return self._eval_step(self.state, data.images, data.labels, self._place(indices))
+            return self._eval_step(self.state, data.images, data.labels, self._place(indices.astype(np.int32)))
 
     def fetch(self, values: list[jax.Array]) -> np.ndarray:
         return np.stack(jax.device_get(values)).astype(np.float64)
@@ -135,27 +161,33 @@ class FlaxBackend:
         with self.scope():
             model, optimizer = self.objects()
             weights.load_state(model, state)
-            self.state = jax.device_put(nnx.state((model, optimizer)), self.replicated)
+            self.state = _global(nnx.state((model, optimizer)), self.replicated)
 
     def _pure_state(self) -> dict:
         model, optimizer = self.objects()
         return {"model": nnx.to_pure_dict(nnx.state(model)), "optimizer": nnx.to_pure_dict(nnx.state(optimizer))}
 
     def save_checkpoint(self, path: Path, progress: dict) -> None:
-        """orbax into a fresh folder, then swapped in: a crash never leaves a half-written checkpoint."""
+        """orbax into a fresh folder (every process takes part), then swapped in by process 0: a crash never
+        leaves a half-written checkpoint."""
         import orbax.checkpoint as ocp
 
         fresh, previous = path.with_name(f".{path.name}.new"), path.with_name(f".{path.name}.old")
-        shutil.rmtree(fresh, ignore_errors=True)
+        if self.is_main:
+            shutil.rmtree(fresh, ignore_errors=True)
+        sync_processes("checkpoint-start")
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(fresh.resolve() / "state", _keys_to_data(self._pure_state()))
         checkpointer.wait_until_finished()
-        (fresh / "progress.json").write_text(json.dumps(progress))
-        shutil.rmtree(previous, ignore_errors=True)
-        if path.exists():
-            path.rename(previous)
-        fresh.rename(path)
-        shutil.rmtree(previous, ignore_errors=True)
+        sync_processes("checkpoint-written")
+        if self.is_main:
+            (fresh / "progress.json").write_text(json.dumps(progress))
+            shutil.rmtree(previous, ignore_errors=True)
+            if path.exists():
+                path.rename(previous)
+            fresh.rename(path)
+            shutil.rmtree(previous, ignore_errors=True)
+        sync_processes("checkpoint-swapped")
 
     def load_checkpoint(self, path: Path) -> dict:
         import orbax.checkpoint as ocp
@@ -174,7 +206,7 @@ class FlaxBackend:
             state = nnx.state(obj)
             nnx.replace_by_pure_dict(state, restored[key])
             nnx.update(obj, state)
-        self.state = jax.device_put(nnx.state((model, optimizer)), self.replicated)
+        self.state = _global(nnx.state((model, optimizer)), self.replicated)
         self.step = progress["step"]
         return progress
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 
 from shared.data import cache_dir
-from shared.errors import UserError
+from shared.errors import UserError, first_line
 from shared.runtime import host_available_memory
 
 
@@ -54,3 +56,27 @@ def free_memory(device: jax.Device) -> int | None:
         return host_available_memory()
     stats = device.memory_stats() or {}
     return stats["bytes_limit"] - stats.get("bytes_in_use", 0) if "bytes_limit" in stats else None
+
+
+def join_processes(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+    """Join a multi-process run before anything touches a device: --coordinator HOST:PORT with the process count
+    and id, or 'auto' (jax.distributed.initialize() reads the cluster's environment: SLURM, Open MPI, ...).
+    A process that dies is noticed by the others through missing heartbeats (NIN_HEARTBEAT_SECONDS, default
+    100): they end with an error instead of waiting for it forever."""
+    if coordinator is None:
+        return
+    kwargs = {} if coordinator == "auto" else {"coordinator_address": coordinator, "num_processes": num_processes,
+                                               "process_id": process_id}
+    try:
+        jax.distributed.initialize(**kwargs, initialization_timeout=int(os.environ.get("NIN_JOIN_SECONDS", "300")),
+                                   heartbeat_timeout_seconds=int(os.environ.get("NIN_HEARTBEAT_SECONDS", "100")))
+    except (RuntimeError, ValueError) as e:
+        raise UserError(f"cannot join the multi-process run at {coordinator}: {first_line(e)}") from None
+
+
+def sync_processes(name: str) -> None:
+    """A barrier over every process of a multi-process run (nothing with one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)

@@ -22,9 +22,9 @@ from shared.rundir import RunDir
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_train_args(argv, FRAMEWORK)
-    if cfg.run.devices is not None:
-        raise UserError("--devices is nin_flax's; with torch start one process per device: "
-                        "torchrun --nproc_per_node=N -m nin_torch.train ...")
+    if cfg.run.devices is not None or cfg.run.coordinator is not None:
+        raise UserError("--devices and --coordinator are nin_flax's; with torch start one process per device: "
+                        "torchrun --nproc_per_node=N [--nnodes=M --rdzv-endpoint=HOST:PORT] -m nin_torch.train ...")
     main_rank = int(os.environ.get("RANK", "0")) == 0
     if not main_rank:  # torchrun: rank 0 alone talks and writes
         cfg.run.progress = False

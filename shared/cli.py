@@ -42,6 +42,8 @@ def parse_train_args(argv: list[str] | None, framework: str) -> Config:
 # what it computes.
 RESUME_EXTENDS = {("train", "epochs"), ("train", "max_steps")}
 RESUME_FREE = {("run", "progress"), ("run", "device"), ("run", "devices"), ("run", "out"), ("run", "resume")}
+# How this launch is laid out over processes: from this command line alone, never from the saved run
+LAUNCH = {("run", "devices"), ("run", "coordinator"), ("run", "num_processes"), ("run", "process_id")}
 
 
 def resume_config(args: argparse.Namespace, framework: str) -> Config:
@@ -63,14 +65,16 @@ def resume_config(args: argparse.Namespace, framework: str) -> Config:
                         f"python -m nin_{saved_framework}.train --resume --out {out}")
     wanted = config_from_args(args) if (args.preset or args.config) else None
     given = given_flags(args)
+    for section, name in LAUNCH:
+        setattr(getattr(cfg, section), name, None)
     changed = []
     for section, values in given.items():
         for name, value in values.items():
-            if (section, name) in RESUME_FREE | RESUME_EXTENDS:
+            if (section, name) in RESUME_FREE | RESUME_EXTENDS | LAUNCH:
                 setattr(getattr(cfg, section), name, coerce_value(section, name, value))
     for section in SECTIONS:
         for f in fields(SECTIONS[section]):
-            if (section, f.name) in RESUME_FREE | RESUME_EXTENDS:
+            if (section, f.name) in RESUME_FREE | RESUME_EXTENDS | LAUNCH:
                 continue
             run_value = getattr(getattr(cfg, section), f.name)
             asked = given.get(section, {}).get(f.name)

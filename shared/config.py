@@ -66,6 +66,9 @@ class RunConfig:
     init_from: str | None = None
     progress: bool = True
     dropout_masks: str = "own"
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
 
 
 @dataclass
@@ -117,6 +120,10 @@ HELP = {
     "progress": "tqdm progress bar (off when output is not a terminal)",
     "precision": "fp32 (TF32 off on GPUs), tf32, or bf16 compute with fp32 params",
     "dropout_masks": "own: each framework's RNG; shared: the same numpy masks in both (from seed and step)",
+    "coordinator": "flax multi-process: HOST:PORT of process 0, or 'auto' for the cluster's environment (SLURM, ...); "
+                   "torch: use torchrun",
+    "num_processes": "flax multi-process: how many processes (with --coordinator HOST:PORT)",
+    "process_id": "flax multi-process: this process's index, 0 to N-1 (with --coordinator HOST:PORT)",
 }
 
 
@@ -184,6 +191,21 @@ def load_toml(path: str | Path) -> dict[str, dict[str, Any]]:
         raise UserError(f"{path} is not valid TOML ({e}); fix the file or drop --config") from None
 
 
+def check_processes(run: RunConfig) -> None:
+    """--coordinator HOST:PORT needs --num-processes N and --process-id I in [0, N); 'auto' needs neither."""
+    explicit = run.coordinator not in (None, "auto")
+    if explicit and (run.num_processes is None or run.process_id is None):
+        raise UserError("--coordinator HOST:PORT needs --num-processes N and --process-id I (or --coordinator auto "
+                        "inside a cluster job)")
+    if not explicit and (run.num_processes is not None or run.process_id is not None):
+        raise UserError("--num-processes and --process-id go with --coordinator HOST:PORT")
+    if explicit and not (run.num_processes >= 1 and 0 <= run.process_id < run.num_processes):
+        raise UserError(f"--process-id must be in [0, {run.num_processes}) and --num-processes >= 1 "
+                        f"(got {run.process_id} of {run.num_processes})")
+    if explicit and ":" not in run.coordinator:
+        raise UserError(f"--coordinator {run.coordinator} is not HOST:PORT (or auto)")
+
+
 def validate(cfg: Config) -> Config:
     """Check values against CHOICES and ranges, and the image size against the architecture's minimum."""
     for section in SECTIONS:
@@ -221,6 +243,7 @@ def validate(cfg: Config) -> Config:
     if cfg.model.in_channels != 1 or cfg.model.num_classes != len(CLASS_NAMES):
         raise UserError(f"Fashion-MNIST is grayscale with {len(CLASS_NAMES)} classes: --in-channels must be 1 and "
                         f"--num-classes {len(CLASS_NAMES)} (got {cfg.model.in_channels} and {cfg.model.num_classes})")
+    check_processes(cfg.run)
     if len(cfg.model.widths) != 3 or min(cfg.model.widths) <= 0:
         raise UserError(f"--widths needs three positive channel counts, e.g. 96,256,384 (got {cfg.model.widths})")
     last = cfg.model.last_width
