@@ -270,3 +270,17 @@ def test_resume_of_a_real_run(module, capsys, tmp_path):
     else:
         shutil.rmtree(run / "checkpoint" / "state")
     assert_user_error(call(capsys, module, "--resume", "--out", str(run), "--epochs", "4"), "cannot resume")
+
+
+def test_multi_process_flags(capsys, tmp_path):
+    out = ["--out", str(tmp_path / "r")]
+    cases = [("nin_flax.train", ["--coordinator", "host0"], "--coordinator HOST:PORT needs --num-processes"),
+             ("nin_flax.train", ["--coordinator", "host0", "--num-processes", "2", "--process-id", "0"],
+              "is not HOST:PORT"),
+             ("nin_flax.train", ["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"],
+              "--process-id must be in [0, 2)"),
+             ("nin_flax.train", ["--num-processes", "2"], "go with --coordinator"),
+             ("nin_torch.train", ["--coordinator", "h:1", "--num-processes", "2", "--process-id", "0"], "torchrun")]
+    for module, argv, needle in cases:
+        assert_user_error(call(capsys, module, *TINY, *argv, *out), needle)
+    assert not (tmp_path / "r").exists()
