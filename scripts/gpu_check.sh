@@ -33,7 +33,7 @@ if [ $DRY = 1 ]; then  # the same steps, on the CPU, at tiny sizes
   TRAIN="--image-size 67 --batch-size 32 --train-limit 256 --test-limit 128 --epochs 1" T_PARITY=90 T_BENCH=90 T_TRAIN=90
 else
   DEVICE=gpu SIZE=224 BATCHES="128 512" FP32_BATCH=128 BENCH="--steps 20 --windows 5" PARITY="--batch 8 --steps 20"
-  TRAIN="--epochs 10" T_PARITY=90 T_BENCH=75 T_TRAIN=120
+  TRAIN="--epochs 10" T_PARITY=60 T_BENCH=60 T_TRAIN=100  # 30 + 60 + 3 x 60 + 2 x 100 = 470 s at most
 fi
 
 step() { echo; echo "=== $(date +%T) $*"; } >> "$LOG"
@@ -46,7 +46,7 @@ run() {  # run TIMEOUT CMD...: output to the log, exit code noted
 }
 
 step versions
-run 60 $PY - "$OUT/versions.json" <<'PY'
+run 30 $PY - "$OUT/versions.json" <<'PY'
 import json, sys
 import flax, jax, optax, torch
 info = {"torch": torch.__version__, "cuda_available": torch.cuda.is_available(),
