@@ -35,7 +35,7 @@ from nin_flax.runtime import (
 from nin_flax.steps import compute_dtype, make_eval_step, make_train_step
 from shared.arch import nin_spec
 from shared.config import Config
-from shared.dropout import dropout_mask, dropout_shape
+from shared.dropout import dropout_shape, step_mask
 from shared.errors import UserError, first_line
 from shared.schedule import lr_factor, total_steps
 from shared.summary import check_fits_memory
@@ -127,9 +127,9 @@ class FlaxBackend:
 
     def _shared_mask(self, batch: int) -> jax.Array | None:
         """The step's shared dropout mask, NHWC, split over the mesh like the batch (None: flax draws its own)."""
-        if self.cfg.run.dropout_masks != "shared" or not self.cfg.model.dropout:
+        mask = step_mask(self.cfg, self.step, batch, self.mask_shape)
+        if mask is None:
             return None
-        mask = dropout_mask(self.cfg.train.seed, self.step, batch, self.mask_shape, self.cfg.model.dropout)
         return self._place(np.ascontiguousarray(mask.transpose(0, 2, 3, 1)).astype(self.dtype))
 
     def train_step(self, indices: np.ndarray) -> jax.Array:

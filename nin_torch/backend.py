@@ -24,7 +24,7 @@ from nin_torch.runtime import device_name, free_memory, init_distributed, select
 from nin_torch.steps import make_eval_step, make_train_step
 from shared.arch import nin_spec
 from shared.config import Config
-from shared.dropout import dropout_mask, dropout_shape
+from shared.dropout import dropout_shape, step_mask
 from shared.errors import UserError, first_line
 from shared.schedule import total_steps
 from shared.summary import check_fits_memory
@@ -80,9 +80,9 @@ class TorchBackend:
 
     def _shared_mask(self, batch: int) -> torch.Tensor | None:
         """This rank's rows of the step's shared dropout mask (None: torch draws its own)."""
-        if self.cfg.run.dropout_masks != "shared" or not self.cfg.model.dropout:
+        mask = step_mask(self.cfg, self.step, batch, self.mask_shape)
+        if mask is None:
             return None
-        mask = dropout_mask(self.cfg.train.seed, self.step, batch, self.mask_shape, self.cfg.model.dropout)
         local = mask[self.rank * self.local_batch:(self.rank + 1) * self.local_batch]
         return torch.from_numpy(local).to(self.device, self.dtype)
 

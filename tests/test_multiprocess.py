@@ -119,6 +119,8 @@ def test_a_dead_process_ends_the_other(framework, tmp_path):
         log.close()
     text = (tmp_path / "0.log").read_text()
     assert code != 0 and waited <= HEARTBEAT + 60
-    assert ("another task died" in text) if framework == "flax" else ("Connection closed by peer" in text or
-                                                                     "ChildFailedError" in text), text[-3000:]
+    # what the survivor says: jax's coordinator; gloo or the c10d store losing its peer (words vary by torch release)
+    markers = ("another task died",) if framework == "flax" else (
+        "Connection closed by peer", "Connection was likely closed", "ChildFailedError", "RendezvousConnectionError")
+    assert any(m in text for m in markers), text[-3000:]
     print(f"{framework}: the surviving process ended {waited:.1f} s after the other was killed (exit {code})")
