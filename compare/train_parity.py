@@ -43,6 +43,7 @@ def _get(cfg: Config, key: str) -> Any:
 
 # In the order the ladder switches them on: each rung adds one to those before it.
 PIECES = (
+    Piece("augmentation", {"data.augment_shift": 0, "data.augment_flip": False, "data.augment_erase": 0.0}),
     Piece("dropout (shared masks)", {"model.dropout": 0.0}),
     Piece("label smoothing", {"train.label_smoothing": 0.0}),
     Piece("schedule (warmup / cosine)", {"train.schedule": "constant", "train.warmup_steps": 0}),

@@ -34,6 +34,7 @@ from nin_flax.runtime import (
 )
 from nin_flax.steps import compute_dtype, make_eval_step, make_train_step
 from shared.arch import nin_spec
+from shared.augment import step_params
 from shared.config import Config
 from shared.dropout import dropout_shape, step_mask
 from shared.errors import UserError, first_line
@@ -132,12 +133,16 @@ class FlaxBackend:
             return None
         return self._place(np.ascontiguousarray(mask.transpose(0, 2, 3, 1)).astype(self.dtype))
 
+    def _augment_params(self, indices: np.ndarray) -> jax.Array | None:
+        params = step_params(self.cfg, self.step, indices, self.n_train)
+        return None if params is None else self._place(params)
+
     def train_step(self, indices: np.ndarray) -> jax.Array:
         data = self.train_data
         with self.scope():
-            mask = self._shared_mask(len(indices))
+            mask, augment = self._shared_mask(len(indices)), self._augment_params(indices)
             self.state, metrics = self._train_step(self.state, data.images, data.labels,
-                                                   self._place(indices.astype(np.int32)), mask)
+                                                   self._place(indices.astype(np.int32)), mask, augment)
         self.step += 1
         return metrics
 

@@ -93,6 +93,23 @@ def preprocess(images: jax.Array, image_size: int, normalize: bool = False, dtyp
     return (x - MEAN) / STD if normalize else x
 
 
+def augment(images: jax.Array, params: jax.Array) -> jax.Array:
+    """uint8 [B, 28, 28] -> uint8 [B, 28, 28] by int32 [B, 7] parameters: shift (zero fill), flip, erase
+    (shared.augment defines it; this is its gather form, exact in integers)."""
+    size = images.shape[-1]
+    grid = jnp.arange(size)[None, :]
+    dy, dx, flip = params[:, 0:1], params[:, 1:2], params[:, 2:3]
+    rows = grid - dy
+    cols = jnp.where(flip == 1, size - 1 - grid, grid) - dx
+    inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]
+    batch = jnp.arange(images.shape[0])[:, None, None]
+    out = images[batch, jnp.clip(rows, 0, size - 1)[:, :, None], jnp.clip(cols, 0, size - 1)[:, None, :]]
+    in_rows = (grid >= params[:, 3:4]) & (grid < params[:, 4:5])
+    in_cols = (grid >= params[:, 5:6]) & (grid < params[:, 6:7])
+    erased = in_rows[:, :, None] & in_cols[:, None, :]
+    return jnp.where(inside & ~erased, out, jnp.zeros_like(out))
+
+
 class DeviceData:
     """One split as uint8 on the device; batches are gathered by IDX index."""
 

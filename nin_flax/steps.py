@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from nin_flax.data import preprocess
+from nin_flax.data import augment, preprocess
 from nin_flax.optim import loss_fn
 from shared.config import Config
 
@@ -32,17 +32,21 @@ def compute_dtype(cfg: Config):
 
 
 def make_train_step(cfg: Config, graphdef: nnx.GraphDef, dtype=jnp.float32) -> Step:
-    """step(state, images, labels, indices, dropout_mask) -> (new state, metrics) for the split (model,
-    optimizer); `dtype`: of the preprocessed input (the parameters' dtype: float64 for the parity check);
-    `dropout_mask`: None (flax draws its own) or a shared mask, NHWC."""
+    """step(state, images, labels, indices, dropout_mask, augment_params) -> (new state, metrics) for the split
+    (model, optimizer); `dtype`: of the preprocessed input (the parameters' dtype: float64 for the parity
+    check); `dropout_mask`: None (flax draws its own) or a shared mask, NHWC; `augment_params`: None or
+    int32 [B, 7] (shared.augment)."""
     size, normalize, smoothing = cfg.data.image_size, cfg.data.normalize, cfg.train.label_smoothing
 
     def train_step(state: nnx.State, images: jax.Array, labels: jax.Array, indices: jax.Array,
-                   dropout_mask: jax.Array | None):
-        """One step on images[indices]: the whole uint8 split stays on the device; only indices move."""
+                   dropout_mask: jax.Array | None, augment_params: jax.Array | None = None):
+        """One step on images[indices]: the whole uint8 split stays on the device; only indices (and the
+        augmentation parameters) move."""
         model, optimizer = nnx.merge(graphdef, state)
         model.train()
         images, labels = images[indices], labels[indices]
+        if augment_params is not None:
+            images = augment(images, augment_params)
         x = preprocess(images, size, normalize, dtype)
 
         def loss_of(model):

@@ -23,6 +23,7 @@ from nin_torch.optim import make_optimizer
 from nin_torch.runtime import device_name, free_memory, init_distributed, select_device, set_precision
 from nin_torch.steps import make_eval_step, make_train_step
 from shared.arch import nin_spec
+from shared.augment import step_params
 from shared.config import Config
 from shared.dropout import dropout_shape, step_mask
 from shared.errors import UserError, first_line
@@ -86,11 +87,15 @@ class TorchBackend:
         local = mask[self.rank * self.local_batch:(self.rank + 1) * self.local_batch]
         return torch.from_numpy(local).to(self.device, self.dtype)
 
+    def _augment_params(self, local: np.ndarray) -> torch.Tensor | None:
+        params = step_params(self.cfg, self.step, local, self.n_train)
+        return None if params is None else torch.from_numpy(params).to(self.device, non_blocking=True)
+
     def train_step(self, indices: np.ndarray) -> torch.Tensor:
         local = indices[self.rank * self.local_batch:(self.rank + 1) * self.local_batch]
-        mask = self._shared_mask(len(indices))
+        mask, augment = self._shared_mask(len(indices)), self._augment_params(local)
         self.step += 1
-        return self._train_step(*self.train_data.batch(self._indices(local)), mask)
+        return self._train_step(*self.train_data.batch(self._indices(local)), mask, augment)
 
     def eval_batch(self, indices: np.ndarray) -> torch.Tensor:
         local = np.array_split(indices, self.world)[self.rank]

@@ -72,6 +72,23 @@ def preprocess(images: torch.Tensor, image_size: int, normalize: bool = False,
     return (x - MEAN) / STD if normalize else x
 
 
+def augment(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, 28, 28] -> uint8 [B, 28, 28] by int32 [B, 7] parameters: shift (zero fill), flip, erase
+    (shared.augment defines it; this is its gather form, exact in integers)."""
+    size = images.shape[-1]
+    grid = torch.arange(size, device=images.device)[None, :]
+    dy, dx, flip = params[:, 0:1], params[:, 1:2], params[:, 2:3]
+    rows = grid - dy
+    cols = torch.where(flip == 1, size - 1 - grid, grid) - dx
+    inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]
+    batch = torch.arange(len(images), device=images.device)[:, None, None]
+    out = images[batch, rows.clamp(0, size - 1)[:, :, None], cols.clamp(0, size - 1)[:, None, :]]
+    in_rows = (grid >= params[:, 3:4]) & (grid < params[:, 4:5])
+    in_cols = (grid >= params[:, 5:6]) & (grid < params[:, 6:7])
+    erased = in_rows[:, :, None] & in_cols[:, None, :]
+    return torch.where(inside & ~erased, out, torch.zeros_like(out))
+
+
 class DeviceData:
     """One split as uint8 on the device; batches are gathered by IDX index."""
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import torch
 
-from nin_torch.data import preprocess
+from nin_torch.data import augment, preprocess
 from nin_torch.optim import clip_gradients, loss_fn
 from shared.config import Config
 
@@ -33,9 +33,11 @@ def make_train_step(model: torch.nn.Module, optimizer, scheduler, cfg: Config, d
     """`dtype`: of the preprocessed input (the parameters' dtype: float64 for the parity check)."""
     size, normalize, smoothing = cfg.data.image_size, cfg.data.normalize, cfg.train.label_smoothing
 
-    def train_step(images: torch.Tensor, labels: torch.Tensor,
-                   dropout_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def train_step(images: torch.Tensor, labels: torch.Tensor, dropout_mask: torch.Tensor | None = None,
+                   augment_params: torch.Tensor | None = None) -> torch.Tensor:
         model.train()
+        if augment_params is not None:
+            images = augment(images, augment_params)
         x = preprocess(images, size, normalize, dtype)
         with autocast(cfg, device):
             logits = model(x, dropout_mask=dropout_mask)

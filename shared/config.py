@@ -16,6 +16,8 @@ from typing import Any
 from shared.data import CLASS_NAMES, batches_per_epoch, split_limit
 from shared.errors import UserError
 
+MAX_SHIFT = 14  # --augment-shift below half the 28 px source: something of the object stays in view
+
 
 @dataclass
 class ModelConfig:
@@ -39,6 +41,9 @@ class DataConfig:
     train_limit: int | None = None
     test_limit: int | None = None
     normalize: bool = False
+    augment_shift: int = 0
+    augment_flip: bool = False
+    augment_erase: float = 0.0
 
 
 @dataclass
@@ -110,6 +115,9 @@ HELP = {
     "train_limit": "use only the first N training examples",
     "test_limit": "evaluate on the first N test examples",
     "normalize": "subtract the Fashion-MNIST mean and divide by its std",
+    "augment_shift": "training only: shift each image by up to this many source (28 px) pixels, zero fill",
+    "augment_flip": "training only: flip half the images horizontally",
+    "augment_erase": "training only: zero a random rectangle (2-25%% of the image) with this probability",
     "momentum": "momentum for --optimizer momentum (sgd has none, as in d2l)",
     "max_steps": "stop after this many optimizer steps in total",
     "clip_grad_norm": "clip gradients to this global L2 norm",
@@ -230,6 +238,10 @@ def validate(cfg: Config) -> Config:
     for name, value in {"dropout": cfg.model.dropout, "label_smoothing": cfg.train.label_smoothing}.items():
         if not 0.0 <= value < 1.0:
             raise UserError(f"--{name.replace('_', '-')} must be in [0, 1) (got {value})")
+    if not 0.0 <= cfg.data.augment_erase <= 1.0:
+        raise UserError(f"--augment-erase must be in [0, 1] (got {cfg.data.augment_erase})")
+    if not 0 <= cfg.data.augment_shift < MAX_SHIFT:
+        raise UserError(f"--augment-shift must be in [0, {MAX_SHIFT - 1}] source pixels (got {cfg.data.augment_shift})")
     for name, value in {"lr": cfg.train.lr, "weight_decay": cfg.train.weight_decay,
                         "clip_grad_norm": cfg.train.clip_grad_norm, "momentum": cfg.train.momentum}.items():
         if value is not None and not math.isfinite(value):

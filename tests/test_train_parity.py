@@ -126,3 +126,13 @@ def test_own_dropout_masks_fail_and_are_named(monkeypatch):
     cfg.model.dropout = 0.5
     report = check(cfg)
     assert not report["ok"] and report["culprit"] == "dropout (shared masks)"
+
+
+def test_augmentation_flipped_the_other_way_fails_and_is_named(monkeypatch):
+    """flax mirroring its shift (a sign slip in the port) is found and named."""
+    real = fsteps.augment
+    monkeypatch.setattr(fsteps, "augment", lambda images, params: real(images, params.at[:, 1].multiply(-1)))
+    cfg = cfg_for(optimizer="adam")
+    cfg.data.augment_shift = 3
+    report = check(cfg)
+    assert not report["ok"] and report["culprit"] == "augmentation"
