@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA_STAMP := data/.verified
 
-.PHONY: demo test test-newest lint data setup clean-runs results
+.PHONY: demo test test-fast test-newest lint data setup clean-runs results
 
 # The GPU machine's stack (Python 3.12; torch 2.11, jax 0.11, no tensorflow-datasets), run from the tree as there
 PY312       ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
@@ -31,6 +31,10 @@ data: $(DATA_STAMP)
 test: setup
 	$(PY) -m pytest -q
 
+# The quick tier (under 90 s here): everything not marked e2e (subprocesses, training runs, full-size parity)
+test-fast: setup
+	$(PY) -m pytest -q -m "not e2e"
+
 $(NEWEST_STAMP): requirements-newest.txt
 	test -x $(NEWEST_VENV)/bin/python || $(PY312) -m venv $(NEWEST_VENV)
 	$(NEWEST_VENV)/bin/python -m pip install -q --upgrade pip
@@ -49,7 +53,7 @@ demo: setup
 
 # The experiments grid (about 1.5 h on 2 cores; resumable) and docs/RESULTS.md
 results: setup
-	$(PY) -m compare.experiments --protocol cpu
+	$(PY) -m experiments.run --protocol cpu
 
 clean-runs:
 	rm -rf runs/demo

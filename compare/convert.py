@@ -17,7 +17,7 @@ import numpy as np
 from shared.arch import nin_spec
 from shared.config import ModelConfig
 from shared.errors import UserError, run_cli
-from shared.rundir import check_writable
+from shared.files import check_writable
 from shared.weights import State, canonical_to_flax, check_state, flax_to_canonical, save_portable
 
 D2L_KEY = re.compile(r"^(\d+)\.(\d+)\.(weight|bias)$")

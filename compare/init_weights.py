@@ -14,9 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared.config import ArgumentParser, add_config_flags, config_from_args
+from shared.cli import add_config_flags, config_from_args
+from shared.config import ArgumentParser
 from shared.errors import run_cli
-from shared.rundir import check_writable
+from shared.files import check_writable
 
 
 @run_cli

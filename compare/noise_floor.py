@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from compare.backends import make_backend
-from shared.config import ArgumentParser, Config, add_config_flags, config_from_args
+from shared.cli import add_config_flags, config_from_args
+from shared.config import ArgumentParser, Config
 from shared.data import epoch_order
 from shared.errors import run_cli
+from shared.files import atomic_write, check_writable, save_figure
 from shared.loop import evaluate, progress_bar
-from shared.rundir import atomic_write, check_writable
 from shared.weights import State
 
 RUNS = ("torch", "flax", "torch+1ulp", "flax+1ulp")
@@ -117,11 +118,7 @@ def plot(result: dict, path: Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle(result["verdict"], fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=100)
 
 
 @run_cli

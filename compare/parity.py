@@ -22,12 +22,14 @@ import numpy as np
 
 from compare.train_parity import checked_config, train_check
 from shared.arch import nin_spec
-from shared.config import CHOICES, ArgumentParser, Config, add_config_flags, config_from_args, validate
+from shared.cli import add_config_flags, config_from_args
+from shared.config import CHOICES, ArgumentParser, Config
 from shared.data import epoch_order
 from shared.errors import run_cli
-from shared.rundir import atomic_write, check_writable
+from shared.files import atomic_write, check_writable
 from shared.summary import layer_table, totals
-from shared.weights import State, apply_saved_config, load_for, load_portable
+from shared.validate import validate
+from shared.weights import State, apply_saved_config, flax_to_canonical, load_for, load_portable
 
 TOL_PIPELINE = 1e-6
 TOL_LOGITS = 1e-5  # times max(1, max |logit|)
@@ -133,7 +135,6 @@ def grads_check(tmodel, fmodel, xt, yt, xf, yf, float64: bool) -> dict:
 
     from nin_flax.optim import loss_fn as flax_loss
     from nin_torch.optim import loss_fn as torch_loss
-    from shared.weights import flax_to_canonical
 
     dtype = torch.float64 if float64 else torch.float32
     tmodel = copy.deepcopy(tmodel).to(dtype).train()

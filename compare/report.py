@@ -8,7 +8,8 @@ from pathlib import Path
 
 from shared.config import ArgumentParser
 from shared.errors import UserError, run_cli
-from shared.rundir import check_writable, plot_runs, read_jsonl
+from shared.files import check_writable, read_jsonl
+from shared.plots import plot_runs
 
 ROWS = (("framework", "{}"), ("device", "{}"), ("precision", "{}"), ("status", "{}"), ("epochs", "{}"),
         ("steps", "{}"), ("train_loss", "{:.4f}"), ("train_acc", "{:.4f}"), ("test_loss", "{:.4f}"),

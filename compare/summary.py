@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 from shared.arch import min_image_size, nin_spec
-from shared.config import ArgumentParser, Config, add_config_flags, config_from_args
+from shared.cli import add_config_flags, config_from_args
+from shared.config import ArgumentParser, Config
 from shared.errors import run_cli
-from shared.rundir import atomic_write, check_writable
+from shared.files import atomic_write, check_writable
 from shared.summary import layer_table, memory_estimate, totals, xla_style_flops
 
 

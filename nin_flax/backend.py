@@ -1,5 +1,5 @@
 """The flax side of shared.loop's Backend: model, optimizer, data and steps built from the config alone.
-Twin of nin_torch/backend.py. The trainer, compare.parity, compare.benchmark and compare.memory all drive
+Twin of nin_torch/backend.py. The trainer, compare.parity, bench.benchmark and bench.memory all drive
 this class, so what parity proves is what the trainer runs.
 
 Data-parallel without a launcher: every visible device of the chosen platform (or --devices N of them) forms
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 from pathlib import Path
 
 import jax
@@ -38,6 +37,7 @@ from shared.augment import step_params
 from shared.config import Config
 from shared.dropout import dropout_shape, step_mask
 from shared.errors import UserError, first_line
+from shared.files import atomic_write, fresh_folder, swap_in
 from shared.schedule import lr_factor, total_steps
 from shared.summary import check_fits_memory
 from shared.weights import State
@@ -177,21 +177,15 @@ class FlaxBackend:
         leaves a half-written checkpoint."""
         import orbax.checkpoint as ocp
 
-        fresh, previous = path.with_name(f".{path.name}.new"), path.with_name(f".{path.name}.old")
-        if self.is_main:
-            shutil.rmtree(fresh, ignore_errors=True)
+        fresh = fresh_folder(path) if self.is_main else path.with_name(f".{path.name}.new")
         sync_processes("checkpoint-start")
         checkpointer = ocp.StandardCheckpointer()
         checkpointer.save(fresh.resolve() / "state", _keys_to_data(self._pure_state()))
         checkpointer.wait_until_finished()
         sync_processes("checkpoint-written")
         if self.is_main:
-            (fresh / "progress.json").write_text(json.dumps(progress))
-            shutil.rmtree(previous, ignore_errors=True)
-            if path.exists():
-                path.rename(previous)
-            fresh.rename(path)
-            shutil.rmtree(previous, ignore_errors=True)
+            atomic_write(fresh / "progress.json", json.dumps(progress))
+            swap_in(fresh, path)
         sync_processes("checkpoint-swapped")
 
     def load_checkpoint(self, path: Path) -> dict:

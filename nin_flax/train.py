@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import jax
 
@@ -17,6 +18,7 @@ from nin_flax.backend import CHECKPOINT, FRAMEWORK, FlaxBackend
 from nin_flax.runtime import join_processes
 from shared.cli import parse_train_args
 from shared.errors import run_cli
+from shared.files import recover_folder
 from shared.loop import train
 from shared.rundir import RunDir
 
@@ -29,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     if not main_process:  # process 0 alone talks and writes
         cfg.run.progress = False
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    if main_process:  # a crash between the checkpoint folders' swap leaves the previous one aside
+        recover_folder(Path(cfg.run.out) / CHECKPOINT)
     with RunDir(cfg.run.out, cfg.run.resume, CHECKPOINT, FRAMEWORK, main_process) as run:
         return train(FlaxBackend(cfg), cfg, run)
 

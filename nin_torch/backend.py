@@ -1,5 +1,5 @@
 """The torch side of shared.loop's Backend: model, optimizer, data and steps built from the config alone.
-Twin of nin_flax/backend.py. The trainer, compare.parity, compare.benchmark and compare.memory all drive
+Twin of nin_flax/backend.py. The trainer, compare.parity, bench.benchmark and bench.memory all drive
 this class, so what parity proves is what the trainer runs (channels_last and the real step included).
 
 Data-parallel under torchrun: --batch-size stays the GLOBAL batch; each rank takes its slice of every batch
@@ -8,6 +8,7 @@ of the shared epoch order, metrics are summed over ranks, rank 0 alone writes; c
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from shared.augment import step_params
 from shared.config import Config
 from shared.dropout import dropout_shape, step_mask
 from shared.errors import UserError, first_line
+from shared.files import atomic_write
 from shared.schedule import total_steps
 from shared.summary import check_fits_memory
 from shared.weights import State
@@ -130,9 +132,9 @@ class TorchBackend:
                  "scheduler": self.scheduler.state_dict(), "progress": progress,
                  "rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(state, tmp)
-        tmp.replace(path)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write(path, buffer.getvalue())
 
     def load_checkpoint(self, path: Path) -> dict:
         try:

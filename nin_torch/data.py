@@ -18,11 +18,13 @@ from shared.data import (
     SPLIT_FILES,
     STD,
     cache_dir,
+    idx_bytes,
     load_split,
     locate_data_dir,
     read_idx_file,
     split_limit,
 )
+from shared.files import atomic_write
 
 
 def torchvision_root(data_dir: str | None = None) -> Path:
@@ -33,13 +35,8 @@ def torchvision_root(data_dir: str | None = None) -> Path:
     for names in SPLIT_FILES.values():
         for name in names:
             target = raw / name
-            if not target.is_file():  # verified on the way in, written atomically
-                array = read_idx_file(source, name)
-                tmp = target.with_suffix(".tmp")
-                header = (2051 if "images" in name else 2049).to_bytes(4, "big")
-                header += b"".join(d.to_bytes(4, "big") for d in array.shape)
-                tmp.write_bytes(header + array.tobytes())
-                tmp.replace(target)
+            if not target.is_file():  # verified on the way in
+                atomic_write(target, idx_bytes(read_idx_file(source, name)))
     return raw.parent.parent
 
 

@@ -3,7 +3,7 @@
 # tensorflow-datasets, no internet). At most 8 minutes; everything under $OUT: 7 JSON files and one log.
 #   1. versions.json     torch / jax / flax / optax versions and the devices they see
 #   2. parity.json       compare.parity at 224 px in full fp32 (train check in float64; TF32 diff as info)
-#   3-5. bench_*.json    compare.benchmark at 224 px: bf16 batch 128 and 512, fp32 batch 128; MFU against the
+#   3-5. bench_*.json    bench.benchmark at 224 px: bf16 batch 128 and 512, fp32 batch 128; MFU against the
 #                        H200's data-sheet dense peak (bf16 989 TFLOP/s, fp32 67 TFLOP/s)
 #   6. d2l.json          the book's run: d2l preset, 10 epochs, bf16, both frameworks (summary + metrics)
 #   gpu_check.log        everything printed
@@ -64,7 +64,7 @@ for spec in $(for b in $BATCHES; do echo "bf16:$b"; done) "fp32:$FP32_BATCH"; do
   precision=${spec%:*} batch=${spec#*:}
   peak=$([ "$precision" = bf16 ] && echo 989 || echo 67)
   step "benchmark $SIZE px, $precision, batch $batch"
-  run $T_BENCH $PY -m compare.benchmark --device $DEVICE --image-size $SIZE --batch-size "$batch" \
+  run $T_BENCH $PY -m bench.benchmark --device $DEVICE --image-size $SIZE --batch-size "$batch" \
     --precision "$precision" $BENCH --peak-tflops "$peak" --json "$OUT/bench_${precision}_${batch}.json"
 done
 

@@ -81,7 +81,7 @@ def nin_spec(cfg: ModelConfig, image_size: int) -> NiNSpec:
     for b, ((kernel, stride, padding), width) in enumerate(zip(FIRST_CONVS, widths, strict=True)):
         convs = [ConvSpec(f"blocks.{b}.conv0", in_ch, width, kernel, stride, padding, True)]
         for m in range(1, cfg.num_1x1 + 1):
-            last_conv = b == 3 and m == cfg.num_1x1
+            last_conv = b == len(FIRST_CONVS) - 1 and m == cfg.num_1x1
             out = cfg.num_classes if last_conv else width
             convs.append(ConvSpec(f"blocks.{b}.conv{m}", width, out, cfg.mid_kernel, 1, mid_padding, True))
         blocks.append(convs)

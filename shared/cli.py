@@ -1,5 +1,6 @@
-"""The trainers' command line, identical for both frameworks: preset, --config TOML, flags; and --resume, where
-the run's own config.json rules and flags may only extend the run."""
+"""The command line of every tool: one flag per config field (generated from the dataclasses), applied over a
+preset and a --config TOML, then validated. The trainers' own line is identical for both frameworks; with
+--resume the run's config.json rules and flags may only extend the run."""
 
 from __future__ import annotations
 
@@ -11,17 +12,64 @@ from pathlib import Path
 from typing import Any
 
 from shared.config import (
+    CHOICES,
+    HELP,
     SECTIONS,
     ArgumentParser,
     Config,
-    add_config_flags,
+    apply_overrides,
     coerce_value,
-    config_from_args,
-    config_from_dict,
-    given_flags,
-    validate,
+    field_type,
+    load_toml,
 )
 from shared.errors import UserError
+from shared.presets import PRESETS, preset_config
+from shared.validate import config_from_dict, validate
+
+
+def add_config_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...] = tuple(SECTIONS)) -> None:
+    """Add --preset, --config and one flag per config field; every default is None (= not given)."""
+    parser.add_argument("--preset", help=f"starting point: {', '.join(PRESETS)} (default d2l)")
+    parser.add_argument("--config", metavar="FILE.toml", help="TOML with [model] [data] [train] [run] tables")
+    for section in sections:
+        group = parser.add_argument_group(section)
+        defaults = SECTIONS[section]()
+        for f in fields(SECTIONS[section]):
+            flag = "--" + f.name.replace("_", "-")
+            base, _ = field_type(SECTIONS[section], f.name)
+            help_text = HELP.get(f.name, "")
+            default = getattr(defaults, f.name)
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            help_text = f"{help_text} (d2l default: {shown})".strip()
+            kwargs: dict[str, Any] = {"default": None, "dest": f"{section}.{f.name}", "help": help_text}
+            if base is bool:
+                kwargs["action"] = argparse.BooleanOptionalAction
+            else:
+                kwargs["metavar"] = f.name.upper()
+                kwargs["type"] = str if base is tuple else base
+                if f.name in CHOICES:
+                    kwargs["choices"] = CHOICES[f.name]
+                    kwargs["metavar"] = "{" + "|".join(map(str, CHOICES[f.name])) + "}"
+            group.add_argument(flag, **kwargs)
+
+
+def given_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """{section: {field: value}} of the config flags given on the command line."""
+    flags: dict[str, dict[str, Any]] = {}
+    for dest, value in vars(args).items():
+        if "." in dest and value is not None:
+            section, name = dest.split(".", 1)
+            flags.setdefault(section, {})[name] = value
+    return flags
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Preset, then the TOML file, then the flags; validated."""
+    cfg = preset_config(args.preset or "d2l")
+    if args.config:
+        apply_overrides(cfg, load_toml(args.config), args.config)
+    apply_overrides(cfg, given_flags(args), "the command line")
+    return validate(cfg)
 
 
 def parse_train_args(argv: list[str] | None, framework: str) -> Config:

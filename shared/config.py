@@ -1,4 +1,5 @@
-"""One config for both frameworks: typed dataclasses, presets, TOML over presets, flags over both."""
+"""One config for both frameworks: typed dataclasses, their choices and help, and overrides from TOML or flags
+(applied by shared.cli, checked by shared.validate)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,12 @@ import argparse
 import dataclasses
 import difflib
 import json
-import math
 import tomllib
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from shared.data import CLASS_NAMES, batches_per_epoch, split_limit
 from shared.errors import UserError
 
 MAX_SHIFT = 14  # --augment-shift below half the 28 px source: something of the object stays in view
@@ -135,7 +134,7 @@ HELP = {
 }
 
 
-def _field_type(cls: type, name: str) -> tuple[type, bool]:
+def field_type(cls: type, name: str) -> tuple[type, bool]:
     """The base type of a dataclass field and whether it may be None."""
     hint = typing.get_type_hints(cls)[name]
     if typing.get_origin(hint) is tuple:
@@ -147,7 +146,7 @@ def _field_type(cls: type, name: str) -> tuple[type, bool]:
 
 
 def coerce_value(section: str, name: str, value: Any) -> Any:
-    base, optional = _field_type(SECTIONS[section], name)
+    base, optional = field_type(SECTIONS[section], name)
     if value is None:
         if optional:
             return None
@@ -197,141 +196,6 @@ def load_toml(path: str | Path) -> dict[str, dict[str, Any]]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not valid TOML ({e}); fix the file or drop --config") from None
-
-
-def check_processes(run: RunConfig) -> None:
-    """--coordinator HOST:PORT needs --num-processes N and --process-id I in [0, N); 'auto' needs neither."""
-    explicit = run.coordinator not in (None, "auto")
-    if explicit and (run.num_processes is None or run.process_id is None):
-        raise UserError("--coordinator HOST:PORT needs --num-processes N and --process-id I (or --coordinator auto "
-                        "inside a cluster job)")
-    if not explicit and (run.num_processes is not None or run.process_id is not None):
-        raise UserError("--num-processes and --process-id go with --coordinator HOST:PORT")
-    if explicit and not (run.num_processes >= 1 and 0 <= run.process_id < run.num_processes):
-        raise UserError(f"--process-id must be in [0, {run.num_processes}) and --num-processes >= 1 "
-                        f"(got {run.process_id} of {run.num_processes})")
-    if explicit and ":" not in run.coordinator:
-        raise UserError(f"--coordinator {run.coordinator} is not HOST:PORT (or auto)")
-
-
-def validate(cfg: Config) -> Config:
-    """Check values against CHOICES and ranges, and the image size against the architecture's minimum."""
-    for section in SECTIONS:
-        for f in fields(SECTIONS[section]):
-            value = getattr(getattr(cfg, section), f.name)
-            if f.name in CHOICES and value not in CHOICES[f.name]:
-                allowed = ", ".join(str(c) for c in CHOICES[f.name])
-                raise UserError(f"--{f.name.replace('_', '-')} {value} is not one of: {allowed}")
-    positive = {
-        "lr": cfg.train.lr, "batch_size": cfg.data.batch_size, "epochs": cfg.train.epochs,
-        "image_size": cfg.data.image_size, "in_channels": cfg.model.in_channels,
-        "num_classes": cfg.model.num_classes,
-    }
-    optional_positive = {
-        "train_limit": cfg.data.train_limit, "test_limit": cfg.data.test_limit,
-        "max_steps": cfg.train.max_steps, "clip_grad_norm": cfg.train.clip_grad_norm,
-        "devices": cfg.run.devices, "last_width": cfg.model.last_width,
-    }
-    for name, value in {**positive, **optional_positive}.items():
-        if value is not None and value <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be > 0 (got {value})")
-    for name, value in {"dropout": cfg.model.dropout, "label_smoothing": cfg.train.label_smoothing}.items():
-        if not 0.0 <= value < 1.0:
-            raise UserError(f"--{name.replace('_', '-')} must be in [0, 1) (got {value})")
-    if not 0.0 <= cfg.data.augment_erase <= 1.0:
-        raise UserError(f"--augment-erase must be in [0, 1] (got {cfg.data.augment_erase})")
-    if not 0 <= cfg.data.augment_shift < MAX_SHIFT:
-        raise UserError(f"--augment-shift must be in [0, {MAX_SHIFT - 1}] source pixels (got {cfg.data.augment_shift})")
-    for name, value in {"lr": cfg.train.lr, "weight_decay": cfg.train.weight_decay,
-                        "clip_grad_norm": cfg.train.clip_grad_norm, "momentum": cfg.train.momentum}.items():
-        if value is not None and not math.isfinite(value):
-            raise UserError(f"--{name.replace('_', '-')} must be a finite number (got {value})")
-    for name, value in {"weight_decay": cfg.train.weight_decay, "warmup_steps": cfg.train.warmup_steps,
-                        "seed": cfg.train.seed}.items():
-        if value < 0:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 0 (got {value})")
-    if not 0.0 <= cfg.train.momentum < 1.0:
-        raise UserError(f"--momentum must be in [0, 1) (got {cfg.train.momentum})")
-    if cfg.model.in_channels != 1 or cfg.model.num_classes != len(CLASS_NAMES):
-        raise UserError(f"Fashion-MNIST is grayscale with {len(CLASS_NAMES)} classes: --in-channels must be 1 and "
-                        f"--num-classes {len(CLASS_NAMES)} (got {cfg.model.in_channels} and {cfg.model.num_classes})")
-    check_processes(cfg.run)
-    if len(cfg.model.widths) != 3 or min(cfg.model.widths) <= 0:
-        raise UserError(f"--widths needs three positive channel counts, e.g. 96,256,384 (got {cfg.model.widths})")
-    last = cfg.model.last_width
-    if last is not None and last != cfg.model.num_classes and cfg.model.num_1x1 == 0:
-        raise UserError("--last-width differs from --num-classes, so the last block needs a 1x1 conv to "
-                        "map it to the classes: use --num-1x1 1 or more")
-    from shared.arch import check_image_size
-
-    check_image_size(cfg.data.image_size)
-    n_train = split_limit("train", cfg.data.train_limit)
-    if cfg.data.batch_size > n_train:
-        raise UserError(f"--batch-size {cfg.data.batch_size} exceeds the {n_train} training examples; lower "
-                        f"--batch-size or raise --train-limit")
-    steps = batches_per_epoch(n_train, cfg.data.batch_size) * cfg.train.epochs
-    steps = min(steps, cfg.train.max_steps or steps)
-    if cfg.train.warmup_steps >= steps:
-        raise UserError(f"--warmup-steps {cfg.train.warmup_steps} covers the whole run ({steps} steps); lower it")
-    return cfg
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Flags: generated once from the dataclasses, shared by both trainers and the compare tools.
-
-
-def add_config_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...] = tuple(SECTIONS)) -> None:
-    """Add --preset, --config and one flag per config field; every default is None (= not given)."""
-    from shared.presets import PRESETS
-
-    parser.add_argument("--preset", help=f"starting point: {', '.join(PRESETS)} (default d2l)")
-    parser.add_argument("--config", metavar="FILE.toml", help="TOML with [model] [data] [train] [run] tables")
-    for section in sections:
-        group = parser.add_argument_group(section)
-        defaults = SECTIONS[section]()
-        for f in fields(SECTIONS[section]):
-            flag = "--" + f.name.replace("_", "-")
-            base, _ = _field_type(SECTIONS[section], f.name)
-            help_text = HELP.get(f.name, "")
-            default = getattr(defaults, f.name)
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            help_text = f"{help_text} (d2l default: {shown})".strip()
-            kwargs: dict[str, Any] = {"default": None, "dest": f"{section}.{f.name}", "help": help_text}
-            if base is bool:
-                kwargs["action"] = argparse.BooleanOptionalAction
-            else:
-                kwargs["metavar"] = f.name.upper()
-                kwargs["type"] = str if base is tuple else base
-                if f.name in CHOICES:
-                    kwargs["choices"] = CHOICES[f.name]
-                    kwargs["metavar"] = "{" + "|".join(map(str, CHOICES[f.name])) + "}"
-            group.add_argument(flag, **kwargs)
-
-
-def given_flags(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """{section: {field: value}} of the config flags given on the command line."""
-    flags: dict[str, dict[str, Any]] = {}
-    for dest, value in vars(args).items():
-        if "." in dest and value is not None:
-            section, name = dest.split(".", 1)
-            flags.setdefault(section, {})[name] = value
-    return flags
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    """Preset, then the TOML file, then the flags; validated."""
-    from shared.presets import preset_config
-
-    cfg = preset_config(args.preset or "d2l")
-    if args.config:
-        apply_overrides(cfg, load_toml(args.config), args.config)
-    apply_overrides(cfg, given_flags(args), "the command line")
-    return validate(cfg)
-
-
-def config_from_dict(data: dict[str, dict[str, Any]]) -> Config:
-    """Rebuild a Config written by Config.to_dict (config.json, weights metadata)."""
-    return validate(apply_overrides(Config(), data, "the saved config"))
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -3,6 +3,8 @@ the order of examples in each epoch, and the one definition of preprocessing (in
 
 from __future__ import annotations
 
+import argparse
+import functools
 import gzip
 import hashlib
 import os
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.errors import UserError
+from shared.errors import UserError, run_cli
 
 # sha256 of the DECOMPRESSED files (Debian's .gz differ from upstream's in the gzip header only).
 SHA256 = {
@@ -97,6 +99,13 @@ def parse_idx(raw: bytes, expected_magic: int, where: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of a uint8 array (the inverse of parse_idx): magic, dimensions, payload."""
+    magic = IMAGE_MAGIC if array.ndim == 3 else LABEL_MAGIC
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
 def read_idx_file(folder: Path, name: str, verify: bool = True) -> np.ndarray:
     path = _file_in(folder, name)
     if path is None:
@@ -110,11 +119,20 @@ def read_idx_file(folder: Path, name: str, verify: bool = True) -> np.ndarray:
 
 
 def load_split(split: str, data_dir: str | Path | None = None, verify: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 [N, 28, 28], labels int64 [N]) of 'train' or 'test', checksums verified."""
+    """(images uint8 [N, 28, 28], labels int64 [N]) of 'train' or 'test', checksums verified. Read once per
+    process (read-only arrays): the two backends of a parity check, or a test session, share them."""
     folder = locate_data_dir(str(data_dir) if data_dir else None)
+    stamps = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in (_file_in(folder, n) for n in SPLIT_FILES[split]))
+    return _read_split(split, str(folder.resolve()), verify, stamps)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_split(split: str, folder: str, verify: bool, stamps: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """`stamps` (the files' mtime and size) keys the cache: a file replaced on disk is read again."""
     images_name, labels_name = SPLIT_FILES[split]
-    images = read_idx_file(folder, images_name, verify)
-    labels = read_idx_file(folder, labels_name, verify).astype(np.int64)
+    images = read_idx_file(Path(folder), images_name, verify)
+    labels = read_idx_file(Path(folder), labels_name, verify).astype(np.int64)
+    labels.flags.writeable = False
     if len(images) != len(labels):
         raise UserError(f"{folder}: {len(images)} {split} images but {len(labels)} labels; re-install the dataset")
     return images, labels
@@ -154,10 +172,6 @@ def preprocess_reference(images: np.ndarray, image_size: int, normalize: bool = 
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    from shared.errors import run_cli
-
     parser = argparse.ArgumentParser(prog="python -m shared.data",
                                      description="Locate Fashion-MNIST and verify the sha256 of its four files.")
     parser.add_argument("--data-dir", help="folder with the four IDX files (.gz or not)")

@@ -20,6 +20,7 @@ from shared import schedule
 from shared.config import Config
 from shared.data import batches_per_epoch, epoch_order
 from shared.errors import UserError
+from shared.plots import plot_runs
 from shared.rundir import RunDir
 
 SYNC_EVERY = 20
@@ -197,7 +198,7 @@ def train(backend: Backend, cfg: Config, run: RunDir) -> int:
             clock = time.perf_counter()
             backend.save_checkpoint(run.checkpoint, asdict(p))
             if main:
-                run.plot_curves(f"{backend.framework} {cfg.data.image_size}px")
+                plot_runs([(f"{backend.framework} {cfg.data.image_size}px", run.read_metrics())], run.curves_path)
         if status == "interrupted":
             p.total_seconds += time.perf_counter() - clock
             backend.save_checkpoint(run.checkpoint, asdict(p))

@@ -15,7 +15,7 @@ import numpy as np
 from shared.arch import NiNSpec, nin_spec, param_shapes
 from shared.config import Config, ModelConfig, apply_overrides
 from shared.errors import UserError
-from shared.rundir import atomic_write
+from shared.files import atomic_write
 
 FORMAT = "nin-two-ways/1"
 State = dict[str, np.ndarray]
@@ -95,6 +95,15 @@ def saved_model_config(metadata: dict[str, str]) -> tuple[ModelConfig, int] | No
 def saved_normalize(metadata: dict[str, str]) -> bool | None:
     """The normalisation recorded in a weights file (None: not recorded, as in files before it was)."""
     return json.loads(metadata["normalize"]) if "normalize" in metadata else None
+
+
+def recorded_model(path: str | Path) -> tuple[ModelConfig, int, bool]:
+    """(model config, image size, normalize) that a trainer's weights file records; refused if it records none."""
+    metadata = load_portable(path)[1]
+    saved = saved_model_config(metadata)
+    if saved is None:
+        raise UserError(f"{path} records no model config; give a weights.safetensors written by a trainer")
+    return *saved, bool(saved_normalize(metadata))
 
 
 def apply_saved_config(cfg: Config, metadata: dict[str, str]) -> Config:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -17,6 +18,22 @@ def run_module(module: str, *args: str, env: dict | None = None, timeout: int = 
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+class Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def call(capsys, module: str, *argv: str) -> Result:
+    """`python -m module argv` in-process (no interpreter start-up): its exit code and what it printed."""
+    main = importlib.import_module(module).main
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out = capsys.readouterr()
+    return Result(code or 0, out.out, out.err)
 
 
 def assert_user_error(result: subprocess.CompletedProcess, *needles: str) -> None:

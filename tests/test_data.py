@@ -10,7 +10,16 @@ import torch
 
 from nin_flax import data as fdata
 from nin_torch import data as tdata
-from shared.data import CLASS_NAMES, SHA256, STD, epoch_order, load_split, preprocess_reference
+from shared.data import (
+    CLASS_NAMES,
+    IMAGE_MAGIC,
+    LABEL_MAGIC,
+    SHA256,
+    STD,
+    epoch_order,
+    load_split,
+    preprocess_reference,
+)
 from shared.errors import UserError
 
 from .conftest import assert_user_error
@@ -42,6 +51,7 @@ def test_torchvision_adapter_matches_idx(train):
         assert np.array_equal(np.asarray(image), images[i]) and label == labels[i]
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not fdata.tfds_available(), reason="tensorflow-datasets is not installed (as on the GPU "
                     "machine): the TFDS reference loader cannot be compared")
 def test_tfds_adapter_matches_idx(train):
@@ -98,12 +108,13 @@ def write_idx(folder, name, magic, dims, payload=None, compress=True):
 
 def synthetic_dir(tmp_path, **overrides):
     for name in SHA256:
-        magic, dims = (2051, (10, 28, 28)) if "images" in name else (2049, (10,))
+        magic, dims = (IMAGE_MAGIC, (10, 28, 28)) if "images" in name else (LABEL_MAGIC, (10,))
         kwargs = overrides.get(name.split("-")[0] + "_" + name.split("-")[1], {})
         write_idx(tmp_path, name, kwargs.get("magic", magic), dims, kwargs.get("payload"))
     return tmp_path
 
 
+@pytest.mark.e2e
 def test_missing_dir_says_how_to_install(tmp_path, cli):
     with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
         load_split("train", tmp_path / "nope")
@@ -117,11 +128,12 @@ def test_truncated_file(tmp_path):
 
 
 def test_wrong_magic(tmp_path):
-    folder = synthetic_dir(tmp_path, train_images={"magic": 2049})
-    with pytest.raises(UserError, match="magic number 2049, expected 2051"):
+    folder = synthetic_dir(tmp_path, train_images={"magic": LABEL_MAGIC})
+    with pytest.raises(UserError, match=f"magic number {LABEL_MAGIC}, expected {IMAGE_MAGIC}"):
         load_split("train", folder)
 
 
+@pytest.mark.e2e
 def test_checksum_mismatch(tmp_path, cli):
     folder = synthetic_dir(tmp_path)
     with pytest.raises(UserError, match="sha256"):

@@ -11,6 +11,8 @@ from safetensors.numpy import load_file
 
 from .conftest import ROOT, run_module
 
+pytestmark = pytest.mark.e2e  # make test-fast skips this module
+
 # 16 steps of 32 per epoch; SGD with momentum so that every step moves the weights
 ARGS = ["--preset", "smoke", "--train-limit", "512", "--batch-size", "32", "--test-limit", "128", "--dropout", "0",
         "--optimizer", "momentum", "--lr", "0.02", "--no-progress"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import fcntl
 import gzip
-import importlib
 import json
 import pickle
 
@@ -15,26 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from .conftest import assert_user_error
+from .conftest import assert_user_error, call
+
+pytestmark = pytest.mark.e2e  # make test-fast skips this module
 
 TRAINERS = ("nin_torch.train", "nin_flax.train")
 TINY = ["--preset", "smoke", "--train-limit", "256", "--batch-size", "32", "--test-limit", "64", "--no-progress"]
-
-
-class Result:
-    def __init__(self, returncode: int, stdout: str, stderr: str):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def call(capsys, module: str, *argv: str) -> Result:
-    """`python -m module argv` in-process: its exit code and what it printed."""
-    main = importlib.import_module(module).main
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out = capsys.readouterr()
-    return Result(code or 0, out.out, out.err)
 
 
 def snapshot(path) -> dict[str, bytes]:
@@ -177,15 +162,15 @@ def writable_cases(tmp_path) -> dict[str, list[str]]:
     return {
         "compare.parity": ["--image-size", "67", "--json", out],
         "compare.summary": ["--json", out],
-        "compare.benchmark": ["--image-size", "67", "--json", out],
+        "bench.benchmark": ["--image-size", "67", "--json", out],
         "compare.noise_floor": ["--json", out],
-        "compare.input_throughput": ["--json", out],
-        "compare.memory": ["--framework", "torch", "--kind", "train", "--json", out],
+        "bench.input_throughput": ["--json", out],
+        "bench.memory": ["--framework", "torch", "--kind", "train", "--json", out],
         "compare.init_weights": [out],
         "compare.convert": [str(blocker), out],
-        "compare.per_class": [str(blocker), "--json", out],
+        "compare.evaluate": [str(blocker), "--json", out],
         "compare.report": [str(blocker), str(blocker), "--out", str(blocker / "report.png")],
-        "compare.experiments": ["--report-only", "--docs", str(blocker / "docs")],
+        "experiments.run": ["--report-only", "--docs", str(blocker / "docs")],
     }
 
 
@@ -220,7 +205,7 @@ def test_report_and_experiments_refuse_what_is_not_there(capsys, tmp_path):
     (bad / "metrics.jsonl").write_text('{"epoch": 1}\n{"epo')
     assert_user_error(call(capsys, "compare.report", str(bad), str(bad)), "damaged")
     docs = tmp_path / "docs"
-    result = call(capsys, "compare.experiments", "--report-only", "--results", str(tmp_path / "typo"),
+    result = call(capsys, "experiments.run", "--report-only", "--results", str(tmp_path / "typo"),
                   "--docs", str(docs))
     assert_user_error(result, "holds no runs")
     assert not docs.exists()
@@ -228,8 +213,8 @@ def test_report_and_experiments_refuse_what_is_not_there(capsys, tmp_path):
 
 def test_tool_bounds(capsys, tmp_path):
     cases = {
-        "compare.benchmark": (["--batch-size", "0"], "must be >= 1"),
-        "compare.input_throughput": (["--batches", "0"], "must be >= 1"),
+        "bench.benchmark": (["--batch-size", "0"], "must be >= 1"),
+        "bench.input_throughput": (["--batches", "0"], "must be >= 1"),
         "compare.parity": (["--steps", "0"], "must be >= 1"),
         "compare.noise_floor": (["--every", "0"], "must be >= 1"),
     }

@@ -1,4 +1,4 @@
-"""compare.experiments: the grid is well formed, runs real trainers, skips what is done, and reports honestly."""
+"""experiments.run: the grid is well formed, runs real trainers, skips what is done, and reports honestly."""
 
 import dataclasses
 import json
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from compare.experiments import run_grid, train_command
-from compare.grid import CPU, EXPERIMENTS, GPU, all_cells, experiment_cells, seed_count
-from compare.results import Run
-from compare.results_doc import write_results
+from experiments.doc import write_results
+from experiments.grid import CPU, EXPERIMENTS, GPU, all_cells, experiment_cells, seed_count
+from experiments.results import Run
+from experiments.run import run_grid, train_command
 from shared.cli import parse_train_args
 
 from .conftest import assert_user_error
@@ -56,6 +56,7 @@ def test_stuck_and_spikes_read_the_step_log():
     assert run([2.0, 1.5, 1.8, 1.2, 1.4], 0.5).spikes == 2
 
 
+@pytest.mark.e2e
 def test_grid_runs_skips_and_reports(tmp_path):
     root, docs = tmp_path / "results", tmp_path / "docs"
     assert run_grid(TINY, "head", None, root) == []  # base and fc, one seed, both frameworks
@@ -80,19 +81,20 @@ def test_grid_runs_skips_and_reports(tmp_path):
     assert not (docs / "figures" / "cpu-lr.png").exists()
 
 
+@pytest.mark.e2e
 def test_experiments_cli_errors(cli, tmp_path):
-    assert_user_error(cli("compare.experiments", "--seeds", "0", "--results", str(tmp_path)), "--seeds")
-    assert_user_error(cli("compare.experiments", "--only", "nope"), "--only")
-    result = cli("compare.experiments", "--report-only", "--results", str(tmp_path / "none"),
+    assert_user_error(cli("experiments.run", "--seeds", "0", "--results", str(tmp_path)), "--seeds")
+    assert_user_error(cli("experiments.run", "--only", "nope"), "--only")
+    result = cli("experiments.run", "--report-only", "--results", str(tmp_path / "none"),
                  "--docs", str(tmp_path / "docs"))
     assert_user_error(result, "holds no runs")  # a mistyped --results no longer rewrites RESULTS.md as "not run"
     assert not (tmp_path / "docs").exists()
 
 
-def test_per_class_finds_a_class_killed_by_the_final_relu(tmp_path):
+def test_evaluate_finds_a_class_killed_by_the_final_relu(tmp_path):
     import torch
 
-    from compare.per_class import per_class
+    from compare.evaluate import evaluate
     from nin_torch.model import build_model
     from nin_torch.weights import save
     from shared.config import ModelConfig
@@ -105,8 +107,36 @@ def test_per_class_finds_a_class_killed_by_the_final_relu(tmp_path):
         last.bias.fill_(1.0)
         last.bias[3] = -1.0
     save(model, tmp_path / "w.safetensors", cfg, 67)
-    result = per_class(str(tmp_path / "w.safetensors"), test_limit=200)
-    assert result["test_examples"] == 200 and len(result["classes"]) == 10
-    assert result["dead_classes"] == ["Dress"] and result["classes"][3]["acc"] == 0.0
-    assert result["classes"][0]["zero_logit_fraction"] == 0.0
-    assert result["classes"][3]["zero_logit_fraction"] == 1.0
+    report, preds = evaluate(str(tmp_path / "w.safetensors"), ["torch", "flax"], test_limit=200)
+    assert report["test_examples"] == 200 and report["agreement"] == 1.0
+    for fw in ("torch", "flax"):
+        result = report[fw]
+        assert "Dress" in result["dead_classes"] and result["per_class"]["Dress"] == 0.0
+        assert result["zero_logit_fraction"]["T-shirt/top"] == 0.0 and result["zero_logit_fraction"]["Dress"] == 1.0
+        assert sum(map(sum, result["confusion"])) == 200
+
+
+def test_recipe_section_reads_the_recipe_runs(tmp_path):
+    from experiments.markdown import Doc
+    from experiments.recipe import section_recipe
+
+    root, docs = tmp_path / "results", tmp_path / "docs"
+    doc = Doc(root, docs)
+    section_recipe(doc)
+    assert "Not run yet" in "\n".join(doc.lines)
+    for fw, acc in (("torch", 0.931), ("flax", 0.924)):
+        run = root / "recipe" / fw
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps({"test_acc": acc, "train_acc": 0.95, "test_loss": 0.5,
+                                                      "epochs": 2, "seconds": 600.0}))
+        rows = [{"epoch": e, "train_loss": 1 / e, "test_loss": 1 / e, "train_acc": 0.9, "test_acc": acc}
+                for e in (1, 2)]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        side = {"test_acc": acc, "dead_classes": []}
+        (run / "evaluate.json").write_text(json.dumps({"torch": side, "flax": side, "agreement": 0.9995}))
+    doc = Doc(root, docs)
+    section_recipe(doc)
+    text = "\n".join(doc.lines)
+    assert "| [torch](../results/recipe/torch) | 0.9310 |" in text and "0.9240 / 0.9240, agreement 0.9995" in text
+    assert "Goal 0.925 reached by: torch." in text and "--augment-shift 3 --augment-flip" in text
+    assert (docs / "figures" / "recipe.png").read_bytes()[:4] == b"\x89PNG"

@@ -16,7 +16,7 @@ from nin_flax.weights import state_of as flax_state
 from shared.arch import min_image_size, nin_spec
 from shared.config import ModelConfig
 from shared.errors import UserError
-from shared.init import bias_dist, weight_dist
+from shared.init import TRUNCATED_NORMAL_STD_CORRECTION, bias_dist, weight_dist
 from shared.summary import layer_table, totals, xla_style_flops
 
 VARIANTS = [
@@ -109,7 +109,7 @@ def test_init_distributions(framework, scheme):
         if want.kind == "uniform":
             assert np.abs(w).max() <= want.scale
         if want.kind == "truncated_normal":
-            assert np.abs(w).max() <= 2 * want.std / 0.87962566103423978 + 1e-7
+            assert np.abs(w).max() <= 2 * want.std / TRUNCATED_NORMAL_STD_CORRECTION + 1e-7
         bias = bias_dist(scheme, w.shape)
         if bias.kind == "zeros":
             assert not b.any()

@@ -19,6 +19,8 @@ from safetensors.numpy import load_file
 from .conftest import ROOT, run_module
 from .test_distributed import ARGS, metrics, rel_diff
 
+pytestmark = pytest.mark.e2e  # make test-fast skips this module
+
 HEARTBEAT = 10  # seconds without a heartbeat before jax's coordinator declares a process dead
 
 

@@ -11,12 +11,23 @@ from shared.config import Config, ModelConfig
 CONTRACT_CHECKS = {"pipeline", "shapes", "params", "logits_torch_to_flax", "logits_flax_to_torch", "grads", "train"}
 
 
+SMALL = {"widths": (16, 32, 48)}  # a small NiN: the checks' logic at a fraction of the cost
+
+
 def config(size: int = 67, **model) -> Config:
     cfg = Config(model=ModelConfig(**model))
     cfg.data.image_size = size
     return cfg
 
 
+def test_parity_passes_on_a_small_net():
+    report = parity.run_parity(config(**SMALL), batch=2, steps=4)
+    assert set(report["checks"]) == CONTRACT_CHECKS and report["ok"], report["checks"]
+    assert report["checks"]["grads"]["max_rel_diff"] <= 1e-12  # float64
+    assert len(report["checks"]["train"]["loss_torch"]) == 4
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize("model", [{}, {"num_1x1": 1}, {"num_1x1": 3}, {"mid_kernel": 3}, {"head": "fc"},
                                    {"final_relu": False}], ids=str)
 def test_parity_passes(model):
@@ -47,7 +58,7 @@ def dropped_bias(layer: str):
 
 
 def test_broken_port_fails_and_names_the_layer():
-    cfg = config(96, init="torch")  # nonzero biases, so a dropped one shows
+    cfg = config(96, init="torch", **SMALL)  # nonzero biases, so a dropped one shows
     report = parity.run_parity(cfg, batch=4, steps=2, torch_to_flax=transposed("blocks.1.conv0"))
     assert not report["ok"] and not report["checks"]["logits_torch_to_flax"]["ok"]
     assert report["checks"]["logits_torch_to_flax"]["first_diverging_layer"] == "blocks.1.conv0"
@@ -57,7 +68,8 @@ def test_broken_port_fails_and_names_the_layer():
 
 def test_cli_exit_codes_and_json(tmp_path, monkeypatch, capsys):
     out = tmp_path / "parity.json"
-    assert parity.main(["--image-size", "67", "--batch", "4", "--steps", "3", "--json", str(out)]) == 0
+    small = ["--image-size", "67", "--widths", "16,32,48", "--batch", "2"]
+    assert parity.main([*small, "--steps", "3", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert set(report["checks"]) == CONTRACT_CHECKS and report["ok"] is True
     for key, fields in {"pipeline": {"ok", "max_abs_diff"}, "params": {"ok", "torch", "flax", "analytic"},
@@ -71,5 +83,5 @@ def test_cli_exit_codes_and_json(tmp_path, monkeypatch, capsys):
     real = parity.run_parity
     monkeypatch.setattr(parity, "run_parity",
                         lambda *a, **k: real(*a, **k, torch_to_flax=transposed("blocks.0.conv0")))
-    assert parity.main(["--image-size", "67", "--batch", "4", "--steps", "2"]) == 1
+    assert parity.main([*small, "--steps", "2"]) == 1
     assert "first diverging layer: blocks.0.conv0" in capsys.readouterr().out

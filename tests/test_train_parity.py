@@ -12,6 +12,8 @@ from compare.backends import make_backend
 from compare.train_parity import checked_config, train_check
 from shared.config import Config
 
+pytestmark = pytest.mark.e2e  # make test-fast skips this module
+
 STEPS = 6
 
 

@@ -61,6 +61,7 @@ def test_wrong_architecture_names_each_tensor(tmp_path):
     assert "unexpected extra.weight" in str(info.value)
 
 
+@pytest.mark.e2e
 def test_other_architecture_via_cli_is_a_user_error(tmp_path, cli):
     """A safetensors file without our metadata is checked against the flags' architecture."""
     from safetensors.numpy import save_file
@@ -87,6 +88,7 @@ def d2l_nin(num_1x1: int = 2, widths: tuple[int, int, int] = (96, 256, 384)) -> 
         nin_block(widths[2], 10, 3, 1, 1), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("num_1x1, widths", [(2, (96, 256, 384)), (1, (256, 256, 256))], ids=str)
 def test_d2l_state_dict_converts_to_the_same_logits(tmp_path, num_1x1, widths, cli):
     torch.manual_seed(0)

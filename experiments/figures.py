@@ -3,11 +3,12 @@ False, and writes nothing, when its runs are not there."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from compare.grid import FRAMEWORKS
-from compare.results import CHANCE_LOSS, CellRuns, mean_spread
+from experiments.grid import FRAMEWORKS, INIT_NAMES
+from experiments.results import CHANCE_LOSS, CellRuns, mean_spread
+from shared.files import save_figure
+from shared.loop import SYNC_EVERY
 
 COLORS = {"torch": "tab:red", "flax": "tab:blue"}
 STYLES = ("-", "--", ":", "-.")  # by seed
@@ -23,12 +24,8 @@ def _plt():
 
 
 def _save(fig, path: Path) -> bool:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=90)
-    _plt().close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
     return True
 
 
@@ -76,7 +73,7 @@ def _save_loss_grid(fig, axes, path: Path) -> bool:
     for ax in axes[1]:
         ax.set_xlabel("step")
     for ax in axes[:, 0]:
-        ax.set_ylabel("training loss (20-step mean)")
+        ax.set_ylabel(f"training loss ({SYNC_EVERY}-step mean)")
     return _save(fig, path)
 
 
@@ -87,9 +84,9 @@ def init_curves(path: Path, cells: list[CellRuns]) -> bool:
     fig, axes = _plt().subplots(2, 2, figsize=(11, 7), sharex=True, sharey=True)
     colors = {}
     for c in cells:
-        init = c.cell.label.split(",")[0]
+        init = INIT_NAMES[c.cell.init]
         color = colors.setdefault(init, f"C{len(colors)}")
-        row = 0 if "ReLU on" in c.cell.label else 1
+        row = 0 if c.cell.final_relu else 1
         for col, fw in enumerate(FRAMEWORKS):
             ax = axes[row][col]
             for n, run in enumerate(c.runs.get(fw, [])):
@@ -116,7 +113,7 @@ def lr_curves(path: Path, cells: list[CellRuns]) -> bool:
 
 
 def curves(path: Path, cell: CellRuns, title: str) -> bool:
-    """Training loss (every 20 steps) and test accuracy (every epoch) of one cell, both frameworks."""
+    """Training loss (every SYNC_EVERY steps) and test accuracy (every epoch) of one cell, both frameworks."""
     if not cell.ran:
         return False
     plt = _plt()
@@ -126,7 +123,7 @@ def curves(path: Path, cell: CellRuns, title: str) -> bool:
             loss_ax.plot(*_steps(run), STYLES[run.seed % 4], color=COLORS[fw], lw=1, label=f"{fw} seed {run.seed}")
             acc_ax.plot([m["step"] for m in run.metrics], [m["test_acc"] for m in run.metrics], "-o",
                         color=COLORS[fw], label=f"{fw} seed {run.seed}")
-    loss_ax.set_ylabel("training loss (20-step mean)")
+    loss_ax.set_ylabel(f"training loss ({SYNC_EVERY}-step mean)")
     acc_ax.set_ylabel("test accuracy")
     for ax in (loss_ax, acc_ax):
         ax.set_xlabel("step")
@@ -160,7 +157,7 @@ def drift(path: Path, parity: dict | None, same_init: CellRuns) -> bool:
     right.set_title(f"{same_init.cell.label}: same batches, {'no' if '--dropout' in same_init.cell.flags else 'own'} "
                     "dropout masks", fontsize=10)
     right.set_xlabel("step")
-    right.set_ylabel("training loss (20-step mean)")
+    right.set_ylabel(f"training loss ({SYNC_EVERY}-step mean)")
     right.grid(alpha=0.3)
     _legend(right, 8)
     return _save(fig, path)

@@ -4,13 +4,23 @@ every number linked to the runs (and their command.txt) that produced it; figure
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
-from compare import figures
-from compare.answers import answers
-from compare.grid import EXPERIMENTS, FRAMEWORKS, NOISE_FLOOR_FLAGS, PROTOCOLS, Protocol, experiment_cells
-from compare.results import (
+from experiments import figures
+from experiments.answers import answers
+from experiments.grid import (
+    DISCUSSION_BEST,
+    EXPERIMENTS,
+    FRAMEWORKS,
+    GOAL_ACC,
+    NOISE_FLOOR_FLAGS,
+    PROTOCOLS,
+    Protocol,
+    experiment_cells,
+)
+from experiments.markdown import NOT_RUN, Doc, fmt_acc, fmt_num
+from experiments.recipe import section_recipe
+from experiments.results import (
     STUCK_ACC,
     STUCK_LOSS,
     CellRuns,
@@ -21,49 +31,17 @@ from compare.results import (
     mean_spread,
     memory_rows,
 )
-from shared.rundir import atomic_write
+from shared.files import atomic_write
+from shared.loop import SYNC_EVERY
 
-NOT_RUN = "not run"
 DISCUSSION = {
     "num-1x1": "The discussion saw 0.8527 with one 1x1 conv and 0.8700 with two (224 px, 10 epochs, one seed each).",
     "optimizer-resolution": "The discussion reported 0.906 with Adam at 96 px.",
-    "best": "Goal: at least 0.925 test accuracy in both frameworks on the full test set; the discussion's best "
-            "was 0.909.",
+    "best": f"Goal: at least {GOAL_ACC} test accuracy in both frameworks on the full test set; the discussion's "
+            f"best was {DISCUSSION_BEST}.",
     "lr": "The discussion reports a fluctuating loss at SGD lr 0.1 and at 0.03.",
     "init": "Claim under test: NiN does not train without explicit initialisation.",
 }
-
-
-class Doc:
-    def __init__(self, root: Path, docs: Path):
-        self.root, self.docs, self.lines = root, docs, []
-
-    def link(self, path: Path) -> str:
-        return Path(os.path.relpath(path.resolve(), self.docs.resolve())).as_posix()
-
-    def add(self, *lines: str) -> None:
-        self.lines.extend(lines)
-
-    def table(self, header: list[str], rows: list[list[str]]) -> None:
-        self.add("| " + " | ".join(header) + " |", "|" + "---|" * len(header))
-        self.add(*("| " + " | ".join(r) + " |" for r in rows), "")
-
-
-def fmt_acc(cell: CellRuns, framework: str, doc: Doc) -> str:
-    runs = cell.runs.get(framework, [])
-    if not runs:
-        return NOT_RUN
-    stats = mean_spread(cell.accs(framework))
-    diverged = sum(r.status == "diverged" for r in runs)
-    text = "diverged" if stats is None else (f"{stats[0]:.3f}" if math.isnan(stats[1]) or len(runs) == 1 else
-                                             f"{stats[0]:.3f} ± {stats[1]:.3f}")
-    if stats is not None and diverged:
-        text += f" ({diverged} diverged)"
-    return f"[{text}]({doc.link(cell.path)})"
-
-
-def fmt_num(value: float | None, fmt: str) -> str:
-    return NOT_RUN if value is None else fmt.format(value)
 
 
 def acc_diff(a: CellRuns, b: CellRuns, framework: str) -> float | None:
@@ -127,14 +105,14 @@ def section_resources(doc: Doc, protocol: Protocol, cells: list[CellRuns]) -> No
                      *(fmt_num(c.mean(fw, "examples_per_sec"), "{:,.0f}") for fw in FRAMEWORKS)])
     doc.add("Params: analytic (shared/arch.py) and as each trainer counted them (summary.json). FLOPs per image "
             "(2 per multiply-add), at this protocol's size and at 224 px. Training speed: the mean of the cells' runs, "
-            "which shared the machine with whatever else was running; `python -m compare.benchmark` measures speed "
+            "which shared the machine with whatever else was running; `python -m bench.benchmark` measures speed "
             "properly.",
             "")
     doc.table(["variant", "params (analytic)", "torch", "flax", f"FLOPs @{a['image_size']} px", "FLOPs @224 px",
                "torch train ex/s", "flax train ex/s"], rows)
     mem = memory_rows(doc.root, protocol)
     doc.add(f"Peak memory of the real training step and inference step (batch {protocol.memory_batch}, the d2l "
-            "network), measured in a fresh process by `python -m compare.memory` (3 steps; on the CPU the growth of "
+            "network), measured in a fresh process by `python -m bench.memory` (3 steps; on the CPU the growth of "
             "resident memory from just before the first step to its peak, which includes XLA's compilation for "
             "flax) against compare.summary's analytic estimate of the same thing (everything beyond the weights: "
             "activations kept for the backward pass, gradients, optimizer state):", "")
@@ -165,7 +143,7 @@ def section_init(doc: Doc, protocol: Protocol, cells: list[CellRuns]) -> None:
 
 
 def section_lr(doc: Doc, protocol: Protocol, cells: list[CellRuns]) -> None:
-    doc.add("Spikes: 20-step windows whose mean training loss rose by more than 0.1 over the window before "
+    doc.add(f"Spikes: {SYNC_EVERY}-step windows whose mean training loss rose by more than 0.1 over the window before "
             "(a measure of the fluctuation the discussion describes).", "")
     rows = []
     for c in cells:
@@ -182,25 +160,26 @@ def section_plain(doc: Doc, protocol: Protocol, name: str, cells: list[CellRuns]
     doc.table(["run", "torch test acc", "flax test acc", "torch time", "flax time"], rows)
     if name == "best" and cells[0].ran:
         goal = {fw: cells[0].mean_acc(fw) or 0.0 for fw in FRAMEWORKS}
-        reached = [fw for fw, acc in goal.items() if acc >= 0.925]
-        doc.add(f"Goal 0.925 reached by: {', '.join(reached) or 'neither framework'} on this protocol.", "")
+        reached = [fw for fw, acc in goal.items() if acc >= GOAL_ACC]
+        doc.add(f"Goal {GOAL_ACC} reached by: {', '.join(reached) or 'neither framework'} on this protocol.", "")
         section_classes(doc, protocol, cells)
         if figures.curves(doc.docs / "figures" / f"{protocol.name}-best.png", cells[0], "best"):
             doc.add(f"![best](figures/{protocol.name}-best.png)", "")
 
 
 def section_classes(doc: Doc, protocol: Protocol, cells: list[CellRuns]) -> None:
-    """Per-class accuracy of the runs that kept their weights (`python -m compare.per_class`)."""
-    found = [(c, fw, x) for c in cells for fw in FRAMEWORKS
+    """Per-class accuracy of the runs that kept their weights (`python -m compare.evaluate`, in torch)."""
+    found = [(c, fw, x["torch"]) for c in cells for fw in FRAMEWORKS
              if (x := load_extra(doc.root, protocol, f"classes-{c.cell.name}-{fw}.json"))]
     if not found:
         return
-    doc.add("Per-class test accuracy of these runs (`python -m compare.per_class WEIGHTS`). A class is dead when its "
-            "logit is exactly 0 for every test image: with the final ReLU before global pooling, a class channel "
-            "that turns negative for every input gets no gradient again and is never predicted.", "")
-    names = [k["name"] for k in found[0][2]["classes"]]
-    rows = [[f"{c.cell.label}, {fw}", *(f"{k['acc']:.2f}" for k in x["classes"]), ", ".join(x["dead_classes"]) or
-             "none"] for c, fw, x in found]
+    doc.add("Per-class test accuracy of these runs (`python -m compare.evaluate WEIGHTS --framework torch`). A "
+            "class is dead when its logit is exactly 0 for every test image: with the final ReLU before global "
+            "pooling, a class channel that turns negative for every input gets no gradient again and is never "
+            "predicted.", "")
+    names = list(found[0][2]["per_class"])
+    rows = [[f"{c.cell.label}, {fw}", *(f"{x['per_class'][name]:.2f}" for name in names),
+             ", ".join(x["dead_classes"]) or "none"] for c, fw, x in found]
     doc.table(["run", *names, "dead classes"], rows)
 
 
@@ -251,7 +230,7 @@ def write_protocol(doc: Doc, protocol: Protocol, name: str) -> None:
     cells = [load_cell(doc.root, protocol, c) for c in experiment_cells(protocol)[name]]
     measured_memory = (doc.root / protocol.name / "extras").glob("memory-*.json")
     if not any(c.ran for c in cells) and not (name == "resources" and any(measured_memory)):
-        doc.add(f"**{protocol.name} protocol: {NOT_RUN}** (`python -m compare.experiments --protocol {protocol.name} "
+        doc.add(f"**{protocol.name} protocol: {NOT_RUN}** (`python -m experiments.run --protocol {protocol.name} "
                 f"--only {name}` runs it).", "")
         return
     doc.add(f"**{protocol.name} protocol**", "")
@@ -265,11 +244,11 @@ def write_protocol(doc: Doc, protocol: Protocol, name: str) -> None:
 def write_results(root: Path, docs: Path) -> Path:
     doc = Doc(root, docs)
     doc.add("# NiN, measured: the questions of the d2l discussion, answered in both frameworks", "",
-            "Generated by `python -m compare.experiments` from the run directories under "
+            "Generated by `python -m experiments.run` from the run directories under "
             f"[{root.as_posix()}/]({doc.link(root)}) alone (`--report-only` rebuilds it). Every accuracy links to its "
             "runs; each run folder holds `command.txt` (the exact trainer command), `config.json`, `metrics.jsonl`, "
-            "`steps.jsonl` (training loss every 20 steps), `summary.json` and `train.log`. Accuracies are means ± "
-            "standard deviation over seeds (no ± where there is one seed).", "", "## Protocols", "")
+            f"`steps.jsonl` (training loss every {SYNC_EVERY} steps), `summary.json` and `train.log`. Accuracies are "
+            "means ± standard deviation over seeds (no ± where there is one seed).", "", "## Protocols", "")
     for protocol in PROTOCOLS.values():
         wall = grid_wall_minutes(root, protocol)
         ran = any((root / protocol.name).glob("*/*/summary.json"))
@@ -285,6 +264,8 @@ def write_results(root: Path, docs: Path) -> Path:
         doc.add(f"## {name}", "")
         if name in DISCUSSION:
             doc.add(DISCUSSION[name], "")
+        if name == "best":
+            section_recipe(doc)
         for protocol in PROTOCOLS.values():
             write_protocol(doc, protocol, name)
     path = docs / "RESULTS.md"

@@ -1,5 +1,5 @@
 """The experiments of docs/RESULTS.md as data: protocols, cells (one trainer configuration each) and which
-cells each experiment shows. compare/experiments.py runs them; compare/results.py reports them.
+cells each experiment shows. experiments/run.py runs them; experiments/results.py reports them.
 
 A cell runs once per framework and seed, in results/<protocol>/<cell>/<framework>-seed<k>/; a cell shown by
 several experiments (the baseline) runs once.
@@ -18,6 +18,8 @@ INITS = ("torch", "flax", "xavier_uniform", "kaiming_normal")
 INIT_NAMES = {"torch": "PyTorch default init", "flax": "flax default init", "xavier_uniform": "xavier_uniform",
               "kaiming_normal": "kaiming_normal"}
 SCHEDULED = ("--schedule", "cosine", "--clip-grad-norm", "1.0")  # + the protocol's warmup
+GOAL_ACC = 0.925  # the test accuracy the best cell aims for, in both frameworks
+DISCUSSION_BEST = 0.909  # the best test accuracy reported in the d2l discussion
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class Cell:
     seeds: str = "default"  # default | init (at least 5) | one
     same_init: bool = False  # both frameworks start from one init draw (--init-from), not each its own RNG's
     keep_weights: bool = False  # weights.safetensors stays (checkpoints never do)
+    init: str | None = None  # the init experiment's cells: the init law (INITS) ...
+    final_relu: bool | None = None  # ... and whether the final ReLU is on
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ CPU = Protocol(
     caveat=("Cells train for 300 steps (init: 100), about a third of one epoch: they measure how fast a variant "
             "starts to learn, not where it ends. Where the discussion's figures come from 10-epoch runs at 224 px "
             "they are not comparable with these, and the text says so. Times are each run's own wall time; a few "
-            "runs shared the 2 CPUs with other jobs, so speed belongs to `python -m compare.benchmark`."),
+            "runs shared the 2 CPUs with other jobs, so speed belongs to `python -m bench.benchmark`."),
     description=("sized for a 2-core CPU: 67 px, the first 19,200 training images once (300 steps of batch 64), "
                  "the first 2,000 test images; Adam 1e-3 with 30 warmup steps and cosine decay unless a cell says "
                  "otherwise"),
@@ -124,7 +128,8 @@ def experiment_cells(protocol: Protocol) -> dict[str, list[Cell]]:
     grid["resources"] = [arch[c] for c in ("base", "n0", "n1", "n3", "k3", "fc", "lw96")]
     grid["init"] = [Cell(f"init-{init}-{'relu' if relu else 'norelu'}",
                          (*protocol.init_base, "--init", init, "--final-relu" if relu else "--no-final-relu"),
-                         f"{INIT_NAMES[init]}, final ReLU {'on' if relu else 'off'}", seeds="init")
+                         f"{INIT_NAMES[init]}, final ReLU {'on' if relu else 'off'}", seeds="init", init=init,
+                         final_relu=relu)
                     for relu in (True, False) for init in INITS]
     grid["lr"] = [lr_cell(protocol, lr, kind) for kind in ("plain", "scheduled") for lr in LR_VALUES]
     sgd = lr_cell(protocol, "0.1", "scheduled")

@@ -1,4 +1,4 @@
-"""`python -m compare.memory`: peak memory of one framework's real training or inference step, in a fresh process.
+"""`python -m bench.memory`: peak memory of one framework's real training or inference step, in a fresh process.
 
 On a GPU: the device's peak allocation. On the CPU: the process's peak resident memory (VmHWM) after a few
 steps, and its resident memory (VmRSS) just before the first step, once the framework, the model and the
@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.config import ArgumentParser, add_config_flags, config_from_args
+from shared.cli import add_config_flags, config_from_args
+from shared.config import ArgumentParser
 from shared.errors import run_cli
-from shared.rundir import atomic_write, check_writable
+from shared.files import atomic_write, check_writable
 
 STEPS = 3
 
@@ -28,8 +29,8 @@ def _status_kib(key: str) -> int:
 
 
 def measure(framework: str, kind: str, cfg) -> dict:
+    from bench.benchmark import device_peak_memory
     from compare.backends import make_backend
-    from compare.benchmark import device_peak_memory
 
     backend = make_backend(framework, cfg)
     batch = np.arange(cfg.data.batch_size)
@@ -45,7 +46,7 @@ def measure(framework: str, kind: str, cfg) -> dict:
 
 @run_cli
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python -m compare.memory", description=__doc__)
+    parser = ArgumentParser(prog="python -m bench.memory", description=__doc__)
     parser.add_argument("--framework", choices=("torch", "flax"), required=True)
     parser.add_argument("--kind", choices=("train", "infer"), required=True)
     parser.add_argument("--json", metavar="PATH", help="write the result as JSON")

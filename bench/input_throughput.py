@@ -1,4 +1,4 @@
-"""`python -m compare.input_throughput`: images per second each input path delivers to the model, as float
+"""`python -m bench.input_throughput`: images per second each input path delivers to the model, as float
 batches at --image-size (default 224, batch 128): torchvision's DataLoader as d2l uses it, TFDS's data_source,
 and the device-resident fast path of each framework (index gather + resize on the device)."""
 
@@ -13,7 +13,7 @@ import numpy as np
 from shared.config import ArgumentParser
 from shared.data import epoch_order
 from shared.errors import run_cli
-from shared.rundir import atomic_write, check_writable
+from shared.files import atomic_write, check_writable
 
 
 def _rate(fn, batch: int, batches: int) -> float:
@@ -81,7 +81,7 @@ def flax_fast_rate(size: int, batch: int, batches: int) -> float:
 
 @run_cli
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python -m compare.input_throughput", description=__doc__)
+    parser = ArgumentParser(prog="python -m bench.input_throughput", description=__doc__)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--batches", type=int, default=20, help="timed batches per path (after one warm-up)")

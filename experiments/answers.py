@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compare.grid import FRAMEWORKS, Protocol, experiment_cells
-from compare.results import CellRuns, analytic, load_cell, load_extra, memory_rows
+from experiments.grid import DISCUSSION_BEST, FRAMEWORKS, GOAL_ACC, INIT_NAMES, Protocol, experiment_cells
+from experiments.results import CellRuns, analytic, load_cell, load_extra, memory_rows
 
 
 def _both(cell: CellRuns) -> str | None:
@@ -59,7 +59,7 @@ def answers(root: Path, protocol: Protocol) -> list[str]:
     if all(c.ran for c in init):
         by_law: dict[str, list] = {}
         for c in init:
-            by_law.setdefault(c.cell.label.split(",")[0], []).extend(r for fw in FRAMEWORKS for r in c.runs[fw])
+            by_law.setdefault(INIT_NAMES[c.cell.init], []).extend(r for fw in FRAMEWORKS for r in c.runs[fw])
         parts = [f"{law}: {sum(r.stuck for r in runs)} of {len(runs)} stuck, mean test acc "
                  f"{sum(r.test_acc or 0.0 for r in runs) / len(runs):.3f}" for law, runs in by_law.items()]
         out.append(f"**Does NiN train without explicit init?** After {protocol.init_budget} (both frameworks, final "
@@ -83,13 +83,14 @@ def answers(root: Path, protocol: Protocol) -> list[str]:
                    f"reached {_both(opt[2])} ({protocol.budget}; the discussion's 0.906 is a full training).")
     best = cells["best"]
     if best.ran and _both(best):
-        dead = [f"{fw} {', '.join(x['dead_classes'])}" for fw in FRAMEWORKS
-                if (x := load_extra(root, protocol, f"classes-best-{fw}.json")) and x["dead_classes"]]
+        dead = [f"{fw} {', '.join(x['torch']['dead_classes'])}" for fw in FRAMEWORKS
+                if (x := load_extra(root, protocol, f"classes-best-{fw}.json")) and x["torch"]["dead_classes"]]
         fixed = cells["best-norelu"]
         accs = [best.mean_acc(fw) or 0.0 for fw in FRAMEWORKS]
         out.append(f"**Best reached on this protocol:** {_both(best)} test accuracy (torch / flax) on the full test "
-                   f"set; the goal of 0.925 is {'met' if min(accs) >= 0.925 else 'not met'}"
-                   f"{'' if min(accs) >= 0.909 else ', and it stays below the discussion best of 0.909'}"
+                   f"set; the goal of {GOAL_ACC} is {'met' if min(accs) >= GOAL_ACC else 'not met'}"
+                   + ("" if min(accs) >= DISCUSSION_BEST
+                      else f", and it stays below the discussion best of {DISCUSSION_BEST}")
                    + (f". Dead classes (logit 0 on every test image, killed by the final ReLU): {'; '.join(dead)}"
                       if dead else "")
                    + (f". Without the final ReLU: {_both(fixed)}" if fixed.ran and _both(fixed) else "") + ".")

@@ -1,6 +1,6 @@
 """Where the training step's time goes, layer by layer, in both frameworks on this machine.
 
-    python scripts/profile_layers.py [--image-size 96] [--batch-size 64]
+    python -m bench.profile_layers [--image-size 96] [--batch-size 64]
 
 For each conv of the d2l NiN it times forward + backward (weight and input gradients) of that layer alone,
 at the shapes the network gives it, in torch (oneDNN on the CPU) and in XLA (jit), and prints milliseconds.

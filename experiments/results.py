@@ -1,6 +1,6 @@
 """Reads the experiment run directories (results/<protocol>/...) back into numbers: per-cell means and spreads
 over seeds, the init experiment's stuck-at-chance count, the lr experiment's instability, the analytic
-params/FLOPs/memory. Nothing here trains; compare/results_doc.py turns these numbers into docs/RESULTS.md.
+params/FLOPs/memory. Nothing here trains; experiments/doc.py turns these numbers into docs/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compare.grid import FRAMEWORKS, Cell, Protocol, cell_config
-from shared.rundir import read_jsonl
+from experiments.grid import FRAMEWORKS, Cell, Protocol, cell_config
+from shared.arch import nin_spec
+from shared.config import ModelConfig
+from shared.files import read_jsonl
+from shared.summary import layer_table, memory_estimate, totals
 
 CHANCE_LOSS = math.log(10)
 STUCK_LOSS = 2.25  # last logged training loss at or above this (ln 10 = 2.303) ...
@@ -108,9 +111,6 @@ def grid_wall_minutes(root: Path, protocol: Protocol) -> float | None:
 
 def analytic(protocol: Protocol, cell: Cell) -> dict:
     """Params and FLOPs from shared.arch/summary for the cell's model at its image size (and at 224 px)."""
-    from shared.arch import nin_spec
-    from shared.summary import layer_table, totals
-
     cfg = cell_config(protocol, cell)
     size = cfg.data.image_size
     spec = nin_spec(cfg.model, size)
@@ -121,10 +121,6 @@ def analytic(protocol: Protocol, cell: Cell) -> dict:
 
 def memory_rows(root: Path, protocol: Protocol) -> list[dict]:
     """Measured peak memory (extras/memory-*.json) beside the analytic estimate for the same size and batch."""
-    from shared.arch import nin_spec
-    from shared.config import ModelConfig
-    from shared.summary import memory_estimate
-
     rows = []
     slots = 2 if protocol.base_is_adam else 0  # Adam keeps two moments per weight; d2l's plain SGD none
     for size in protocol.memory_sizes:

@@ -1,7 +1,7 @@
 """Per-step overhead of the trainers' steps: a tiny NiN (widths 8) at batch 2, so that the time is the Python
 and dispatch around the step rather than the network. Best of 3 windows of 300 steps, synchronised at the end.
 
-    python scripts/step_overhead.py
+    python -m bench.step_overhead
 """
 
 from __future__ import annotations

@@ -1,0 +1,2 @@
+"""Performance: training/eval throughput (benchmark), peak memory (memory), the input pipeline
+(input_throughput), each conv's cost (profile_layers) and the per-step overhead (step_overhead)."""

@@ -1,0 +1,48 @@
+"""`python -m nin_torch.predict IMAGE... [--weights W]`: the top-3 Fashion-MNIST classes of your own images.
+Twin of nin_flax/predict.py (the two print the same classes and probabilities); `load_model` and
+`logits_of` are also what compare.evaluate runs on the test set."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nin_torch.data import preprocess
+from nin_torch.model import build_model
+from nin_torch.weights import load_into
+from shared.errors import run_cli
+from shared.images import predict
+from shared.weights import recorded_model
+
+FRAMEWORK = "torch"
+BATCH = 500
+
+
+def load_model(path: str | Path) -> tuple[torch.nn.Module, int, bool]:
+    """(model in eval mode, image size, normalize) as recorded in a portable weights file."""
+    cfg, size, normalize = recorded_model(path)
+    model = build_model(cfg, size)
+    load_into(model, path, cfg, size, normalize)
+    return model.eval(), size, normalize
+
+
+@torch.no_grad()
+def logits_of(model: torch.nn.Module, images: np.ndarray, image_size: int, normalize: bool) -> np.ndarray:
+    """float32 [N, classes] for uint8 [N, 28, 28] images, through the trained preprocessing."""
+    out = []
+    for start in range(0, len(images), BATCH):
+        batch = torch.from_numpy(np.array(images[start:start + BATCH]))  # a writable copy
+        out.append(model(preprocess(batch, image_size, normalize)).numpy())
+    return np.concatenate(out)
+
+
+@run_cli
+def main(argv: list[str] | None = None) -> None:
+    predict(FRAMEWORK, load_model, logits_of, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
