@@ -123,3 +123,20 @@ def test_torch_scheme_is_pytorchs_default():
     bound = 1 / math.sqrt(256 * 9)
     assert conv.weight.abs().max() <= bound and conv.weight.abs().max() > 0.99 * bound
     assert weight_dist("torch", tuple(conv.weight.shape)).scale == pytest.approx(bound)
+
+
+def test_strided_max_pool_is_xlas_pool_bit_for_bit():
+    """The CPU pool (max of strided views, first maximum takes the gradient) equals XLA's reduce-window pool:
+    values bit for bit, gradients on the same elements (ties included) up to the order of summation."""
+    x = np.random.default_rng(0).random((2, 11, 11, 3), dtype=np.float32)
+    x[:, :4, :4, :] = 0.5  # windows with tied maxima
+    x[:, 6:, 6:, :] = 0.0  # and all-zero ones, as after a ReLU
+    reference = lambda x: nnx.max_pool(x, (3, 3), strides=(2, 2))  # noqa: E731
+    weights = jnp.asarray(np.random.default_rng(1).random((2, 5, 5, 3), dtype=np.float32))
+    for pool in (reference, fm.strided_max_pool):
+        assert pool(jnp.asarray(x)).shape == (2, 5, 5, 3)
+    assert jnp.array_equal(reference(x), fm.strided_max_pool(x))
+    grad = lambda pool: np.asarray(jax.grad(lambda x: (pool(x) * weights).sum())(jnp.asarray(x)))  # noqa: E731
+    expected, got = grad(reference), grad(fm.strided_max_pool)
+    assert np.array_equal(expected != 0, got != 0)  # the same element of every window takes the gradient
+    np.testing.assert_allclose(got, expected, rtol=1e-6)  # sums over overlapping windows: in another order
