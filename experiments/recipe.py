@@ -48,7 +48,7 @@ def section_recipe(doc: Doc) -> None:
             continue
         both = (f"{evaluation['torch']['test_acc']:.4f} / {evaluation['flax']['test_acc']:.4f}, agreement "
                 f"{evaluation['agreement']:.4f}" if evaluation else NOT_RUN)
-        dead = ", ".join(evaluation[fw]["dead_classes"]) or "none" if evaluation else NOT_RUN
+        dead = (", ".join(evaluation[fw]["dead_classes"]) or "none") if evaluation else NOT_RUN
         rows.append([f"[{fw}]({doc.link(folder / fw)})", f"{summary['test_acc']:.4f}", f"{summary['train_acc']:.4f}",
                      f"{summary['test_loss']:.4f}", str(summary["epochs"]), f"{summary['seconds'] / 60:.0f} min",
                      both, dead])

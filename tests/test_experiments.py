@@ -107,7 +107,7 @@ def test_evaluate_finds_a_class_killed_by_the_final_relu(tmp_path):
         last.bias.fill_(1.0)
         last.bias[3] = -1.0
     save(model, tmp_path / "w.safetensors", cfg, 67)
-    report, preds = evaluate(str(tmp_path / "w.safetensors"), ["torch", "flax"], test_limit=200)
+    report = evaluate(str(tmp_path / "w.safetensors"), ["torch", "flax"], test_limit=200)
     assert report["test_examples"] == 200 and report["agreement"] == 1.0
     for fw in ("torch", "flax"):
         result = report[fw]

@@ -59,7 +59,7 @@ def parse_predictions(stdout: str) -> dict[str, list[tuple[str, float]]]:
 def test_shipped_weights_evaluate_alike_in_both_frameworks():
     from compare.evaluate import evaluate
 
-    report, _ = evaluate(str(SHIPPED_WEIGHTS), ["torch", "flax"], test_limit=2000)
+    report = evaluate(str(SHIPPED_WEIGHTS), ["torch", "flax"], test_limit=2000)
     assert report["torch"]["test_acc"] >= 0.9 and report["flax"]["test_acc"] >= 0.9
     assert abs(report["torch"]["test_acc"] - report["flax"]["test_acc"]) <= 0.001
     assert report["agreement"] >= 0.999
