@@ -1,7 +1,8 @@
 """Other ways to run NiN's slow layers in XLA:CPU, timed against torch and XLA's own op (forward + backward of
-one layer alone, ms, best of 7): the 5x5 and 3x3 convs as 25 / 9 shifted 1x1 matmuls, as im2col + one matmul,
-and with the weight gradient alone as one patch matmul (custom_vjp); the three max-pools in XLA's
-reduce-window form and as nin_flax.model.strided_max_pool (what the model uses on CPUs).
+one layer alone, ms, best of 7, compiled with the options nin_flax uses on the CPU): the 5x5 and 3x3 convs as
+25 / 9 shifted 1x1 matmuls, as im2col + one matmul, and with the weight gradient alone as one patch matmul
+(custom_vjp); the three max-pools in XLA's reduce-window form and as nin_flax.model.strided_max_pool (what the
+model uses on CPUs).
 
     python -m bench.alternatives
 
@@ -20,6 +21,8 @@ import torch.nn.functional as F
 from flax import nnx
 
 from nin_flax.model import strided_max_pool
+from nin_flax.runtime import compiler_options
+from shared.runtime import keep_freed_memory
 
 CONVS = {96: [("5x5", 96, 256, 5, 2, 10, 64), ("3x3", 256, 384, 3, 1, 4, 64)],  # name, C, O, k, pad, side, batch
          67: [("5x5", 96, 256, 5, 2, 7, 128), ("3x3", 256, 384, 3, 1, 3, 128)]}
@@ -74,11 +77,13 @@ def weight_grad_as_matmul(p):
 
 
 def time_jax(f, *args) -> float:
-    grad = jax.jit(jax.grad(lambda *a: jnp.square(f(*a)).sum(), argnums=tuple(range(len(args)))))
+    loss = lambda *a: jnp.square(f(*a)).sum()  # noqa: E731
+    grad = jax.jit(jax.grad(loss, argnums=tuple(range(len(args)))), compiler_options=compiler_options("cpu"))
     return best_of(lambda: jax.block_until_ready(grad(*args)))
 
 
 def main() -> None:
+    keep_freed_memory()  # as the backends do
     rng = np.random.default_rng(0)
     print("convs, forward + both gradients, ms: torch, XLA conv, 1x1-tap sum, im2col, weight grad as matmul")
     for size, layers in CONVS.items():

@@ -4,6 +4,10 @@
 
 For each conv of the d2l NiN it times forward + backward (weight and input gradients) of that layer alone,
 at the shapes the network gives it, in torch (oneDNN on the CPU) and in XLA (jit), and prints milliseconds.
+XLA runs each layer twice: with its default options (which hand convolutions and matmuls to YNNPACK) and with
+the options nin_flax compiles its CPU steps with (nin_flax.runtime.compiler_options: XLA's own kernels); a 1x1
+conv also as the same product written as a matmul over channels (which nin_flax once used instead of the conv:
+with the tuned options the two cost the same).
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nin_flax.runtime import compiler_options
 from shared.arch import POOL_KERNEL, POOL_STRIDE, ConvSpec, conv_out, nin_spec
 from shared.config import ModelConfig
+from shared.runtime import keep_freed_memory
 
 
 def best_of(fn, reps: int = 5) -> float:
@@ -31,8 +37,9 @@ def best_of(fn, reps: int = 5) -> float:
     return min(times) * 1000
 
 
-def time_layer(c: ConvSpec, in_size: int, batch: int, rng: np.random.Generator) -> tuple[float, float, float | None]:
-    """(torch, XLA conv, XLA matmul or None) milliseconds for forward + backward of one conv."""
+def time_layer(c: ConvSpec, in_size: int, batch: int, rng: np.random.Generator) -> dict[str, float]:
+    """Milliseconds for forward + backward of one conv: torch, and XLA's conv (and matmul, for a 1x1 conv) with
+    XLA's default options ("default") and with nin_flax's CPU options ("tuned")."""
     x = rng.random((batch, c.in_channels, in_size, in_size), dtype=np.float32)
     w = rng.random((c.out_channels, c.in_channels, c.kernel, c.kernel), dtype=np.float32) * 0.01
     xt, wt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
@@ -48,11 +55,16 @@ def time_layer(c: ConvSpec, in_size: int, batch: int, rng: np.random.Generator) 
         return jnp.einsum("nhwc,co->nhwo", x, w[0, 0])
 
     xj, wj = jnp.asarray(x.transpose(0, 2, 3, 1)), jnp.asarray(w.transpose(2, 3, 1, 0))
-    timings = []
-    for layer in (conv, matmul) if c.kernel == 1 else (conv,):
-        grad = jax.jit(jax.grad(lambda w, x, layer=layer: jnp.square(layer(x, w)).sum(), argnums=(0, 1)))
-        timings.append(best_of(lambda grad=grad: jax.block_until_ready(grad(wj, xj))))
-    return best_of(torch_step), timings[0], timings[1] if len(timings) > 1 else None
+    timings = {"torch": best_of(torch_step)}
+    for name, layer in (("conv", conv), ("matmul", matmul)) if c.kernel == 1 else (("conv", conv),):
+        for options_name, options in (("default", None), ("tuned", compiler_options("cpu"))):
+            loss = lambda w, x, layer=layer: jnp.square(layer(x, w)).sum()  # noqa: E731
+            grad = jax.jit(jax.grad(loss, argnums=(0, 1)), compiler_options=options)
+            timings[f"{name} {options_name}"] = best_of(lambda grad=grad: jax.block_until_ready(grad(wj, xj)))
+    return timings
+
+
+COLUMNS = ("torch", "conv default", "conv tuned", "matmul default", "matmul tuned")
 
 
 def main() -> None:
@@ -60,25 +72,27 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
+    keep_freed_memory()  # as the backends do: otherwise each call maps its scratch buffers afresh
     spec = nin_spec(ModelConfig(), args.image_size)
     rng = np.random.default_rng(0)
-    print(f"forward + backward of each conv alone, batch {args.batch_size}, ms (best of 5)")
-    print(f"{'layer':<16}{'in':>14}{'torch':>9}{'xla conv':>10}{'xla matmul':>12}")
-    total_torch = total_xla = 0.0
+    print(f"forward + backward of each conv alone, batch {args.batch_size}, ms (best of 5); XLA with its default "
+          f"options and with nin_flax's CPU options (tuned)")
+    print(f"{'layer':<16}{'in':>14}" + "".join(f"{'xla ' + c if c != 'torch' else c:>20}" for c in COLUMNS))
+    total_torch = total_default = total_tuned = 0.0
     in_size = args.image_size
     for b, block in enumerate(spec.blocks):
         if b > 0:
             in_size = conv_out(in_size, POOL_KERNEL, POOL_STRIDE, 0)
         for c in block:
-            t_torch, t_conv, t_matmul = time_layer(c, in_size, args.batch_size, rng)
-            total_torch += t_torch
-            total_xla += min(t_conv, t_matmul or t_conv)
-            shape = f"{c.in_channels}x{in_size}x{in_size}"
-            matmul = f"{t_matmul:.1f}" if t_matmul is not None else ""
-            print(f"{c.name:<16}{shape:>14}{t_torch:>9.1f}{t_conv:>10.1f}{matmul:>12}")
+            t = time_layer(c, in_size, args.batch_size, rng)
+            total_torch += t["torch"]
+            total_default += t["conv default"]  # nin_flax runs every conv, 1x1 included, as XLA's convolution
+            total_tuned += t["conv tuned"]
+            cells = "".join(f"{t[col]:>20.1f}" if col in t else f"{'':>20}" for col in COLUMNS)
+            print(f"{c.name:<16}{f'{c.in_channels}x{in_size}x{in_size}':>14}{cells}")
             in_size = conv_out(in_size, c.kernel, c.stride, c.padding)
-    print(f"{'sum':<30}{total_torch:>9.1f}{'':>10}{total_xla:>12.1f}  (xla: the faster of conv/matmul)")
-
+    print(f"{'sum of the convs':<30}{total_torch:>20.1f}{total_default:>20.1f}{total_tuned:>20.1f}"
+          f"   (torch, xla default, xla tuned)")
 
 if __name__ == "__main__":
     main()

@@ -24,6 +24,7 @@ from nin_flax.data import DeviceData
 from nin_flax.model import build_model
 from nin_flax.optim import make_optimizer
 from nin_flax.runtime import (
+    compiler_options,
     device_name,
     enable_compilation_cache,
     free_memory,
@@ -38,6 +39,7 @@ from shared.config import Config
 from shared.dropout import dropout_shape, step_mask
 from shared.errors import UserError, first_line
 from shared.files import atomic_write, fresh_folder, swap_in
+from shared.runtime import keep_freed_memory
 from shared.schedule import lr_factor, total_steps
 from shared.summary import check_fits_memory
 from shared.weights import State
@@ -70,6 +72,7 @@ class FlaxBackend:
     def __init__(self, cfg: Config, float64: bool = False):
         """`float64`: parameters, input and update in double precision (compare.parity's exact check); jax's
         x64 mode is switched on around this backend's own work only."""
+        keep_freed_memory()  # before the first worker thread starts (jax's first call starts XLA's)
         self.cfg, self.float64 = cfg, float64
         enable_compilation_cache()
         self.is_main = jax.process_index() == 0
@@ -106,8 +109,9 @@ class FlaxBackend:
         self.param_count = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
         self.mask_shape = dropout_shape(spec, cfg.data.image_size)
         self.step = 0  # optimizer steps taken: the shared dropout masks are drawn from (seed, step)
-        self._train_step = make_train_step(cfg, self.graphdef, self.dtype)
-        self._eval_step = make_eval_step(cfg, self.graphdef, self.dtype)
+        options = None if float64 else compiler_options(self.device.platform)  # float64: see compiler_options
+        self._train_step = make_train_step(cfg, self.graphdef, self.dtype, options)
+        self._eval_step = make_eval_step(cfg, self.graphdef, self.dtype, options)
 
     def scope(self):
         """Where this backend's arrays are made and its steps traced: x64 for the float64 check."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -45,53 +47,59 @@ def conv(c: ConvSpec, init: str, dtype, rngs: nnx.Rngs) -> nnx.Conv:
                     bias_init=sampler(bias_dist(init, canonical)), dtype=dtype, rngs=rngs)
 
 
-def pointwise(conv: nnx.Conv, x: jax.Array) -> jax.Array:
-    """A 1x1 conv as a matmul over channels, with the conv's own parameters: XLA:CPU runs this about twice
-    as fast as its convolution (whose weight gradient is slow there); on a GPU both are one matmul."""
-    dtype = conv.dtype or x.dtype
-    kernel, bias = conv.kernel[...].astype(dtype), conv.bias[...].astype(dtype)
-    return jnp.einsum("nhwc,co->nhwo", x.astype(dtype), kernel[0, 0], precision=conv.precision) + bias
-
-
-def _pool_views(x: jax.Array) -> tuple[list[jax.Array], list[tuple[slice, slice]]]:
-    """The POOL_KERNEL^2 strided views of x whose elementwise max is the pool, and their (row, col) slices."""
+def _pool_spans(height: int, width: int) -> list[tuple[slice, slice]]:
+    """The (row, col) slices of the POOL_KERNEL^2 strided views whose elementwise max is the pool."""
     k, s = POOL_KERNEL, POOL_STRIDE
-    ho, wo = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
-    spans = [(slice(i, i + s * (ho - 1) + 1, s), slice(j, j + s * (wo - 1) + 1, s)) for i in range(k) for j in range(k)]
-    return [x[:, rows, cols, :] for rows, cols in spans], spans
+    ho, wo = (height - k) // s + 1, (width - k) // s + 1
+    return [(slice(i, i + s * (ho - 1) + 1, s), slice(j, j + s * (wo - 1) + 1, s)) for i in range(k) for j in range(k)]
 
 
-@jax.custom_vjp
-def strided_max_pool(x: jax.Array) -> jax.Array:
-    """NiN's 3x3 / 2 max-pool as the max of 9 strided views, with a backward that gives each window's gradient
-    to its first maximum in scan order (as XLA's and torch's pools do; where windows overlap, the sums run in
-    another order). On XLA:CPU the
-    pool's reduce-window backward (select-and-scatter) is about 9x slower than this at NiN's first pool."""
-    views, _ = _pool_views(x)
+def _pool_views(x: jax.Array) -> list[jax.Array]:
+    return [x[:, rows, cols, :] for rows, cols in _pool_spans(x.shape[1], x.shape[2])]
+
+
+def _pool_max(views: list[jax.Array]) -> jax.Array:
     out = views[0]
     for view in views[1:]:
         out = jnp.maximum(out, view)
     return out
 
 
-def _pool_forward(x: jax.Array):
-    out = strided_max_pool(x)
-    return out, (x, out)
+def strided_max_pool(x: jax.Array) -> jax.Array:
+    """NiN's 3x3 / 2 max-pool as the max of 9 strided views, with a backward that gives each window's gradient
+    to its first maximum in scan order (as XLA's and torch's pools do; where windows overlap, the sums run in
+    another order). On XLA:CPU the pool's reduce-window backward (select-and-scatter) is about 9x slower than
+    this at NiN's first pool."""
+    return _strided_max_pool(x, x.shape[1:3])
 
 
-def _pool_backward(saved, g: jax.Array):
-    x, out = saved
-    views, spans = _pool_views(x)
-    taken = jnp.zeros(out.shape, bool)
-    dx = jnp.zeros_like(x)
-    for view, (rows, cols) in zip(views, spans, strict=True):
-        first = (view == out) & ~taken
-        taken = taken | first
-        dx = dx.at[:, rows, cols, :].add(jnp.where(first, g, 0))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _strided_max_pool(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+    return _pool_max(_pool_views(x))
+
+
+def _pool_forward(x: jax.Array, size: tuple[int, int]):
+    views = _pool_views(x)
+    out = _pool_max(views)
+    first = jnp.full(out.shape, len(views) - 1, jnp.int8)  # which view holds each window's first maximum
+    for t in reversed(range(len(views) - 1)):
+        first = jnp.where(views[t] == out, jnp.int8(t), first)
+    return out, first  # like torch's pool indices: the backward needs neither x nor out
+
+
+def _pool_backward(size: tuple[int, int], first: jax.Array, g: jax.Array):
+    zero = jnp.zeros((), g.dtype)
+    dx = jnp.zeros((g.shape[0], *size, g.shape[3]), g.dtype)
+    for t, (rows, cols) in enumerate(_pool_spans(*size)):
+        # the view's gradient back in place by an interior pad (stride - 1 zeros between elements), not a
+        # scatter: XLA fuses the nine into one pass over dx
+        spread = [(0, 0, 0), (rows.start, size[0] - rows.stop, POOL_STRIDE - 1),
+                  (cols.start, size[1] - cols.stop, POOL_STRIDE - 1), (0, 0, 0)]
+        dx = dx + jax.lax.pad(jnp.where(first == t, g, zero), zero, spread)
     return (dx,)
 
 
-strided_max_pool.defvjp(_pool_forward, _pool_backward)
+_strided_max_pool.defvjp(_pool_forward, _pool_backward)
 
 
 def max_pool(x: jax.Array) -> jax.Array:
@@ -111,8 +119,7 @@ class NiNBlock(nnx.Module):
 
     def __call__(self, x: jax.Array, taps: Taps = None) -> jax.Array:
         for c in self.specs:
-            layer = getattr(self, c.name.rsplit(".", 1)[1])
-            x = pointwise(layer, x) if c.kernel == 1 else layer(x)
+            x = getattr(self, c.name.rsplit(".", 1)[1])(x)
             if c.relu:
                 x = nnx.relu(x)
             _tap(taps, c.name, x)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
+import numpy as np
 
 from shared.data import cache_dir
 from shared.errors import UserError, first_line
@@ -15,6 +17,28 @@ def enable_compilation_cache() -> None:
     """Keep XLA's compiled steps on disk: a second run of the same config skips the compile."""
     jax.config.update("jax_compilation_cache_dir", str((cache_dir() / "jax").resolve()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+# XLA:CPU hands convolutions and matmuls to YNNPACK by default (jaxlib 0.10 and 0.11). On NiN's layers XLA's own
+# Eigen kernels are faster on this project's CPU (forward + backward of the 5x5 conv 54 against 66 ms, of the first
+# 1x1 conv 9 against 11; python -m bench.profile_layers), while YNNPACK wins at reductions (the bias gradients).
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
+
+
+@functools.cache
+def compiler_options(platform: str) -> dict[str, str] | None:
+    """The XLA options the fp32 and bf16 steps are compiled with on `platform`: CPU_COMPILER_OPTIONS on the CPU,
+    where this jaxlib knows them; XLA's defaults elsewhere (on a GPU the plain cuDNN convolution). The one place
+    that tunes XLA by platform. compare.parity's float64 steps keep XLA's defaults: with these options XLA:CPU's
+    float64 convolution takes another, 5x slower path."""
+    if platform != "cpu":
+        return None
+    try:
+        with jax.default_device(jax.devices("cpu")[0]):
+            jax.jit(lambda x: x + 1, compiler_options=CPU_COMPILER_OPTIONS).lower(np.float32(0)).compile()
+    except Exception:  # noqa: BLE001 (a jaxlib without the option: its defaults are still correct)
+        return None
+    return CPU_COMPILER_OPTIONS
 
 
 def select_device(choice: str) -> jax.Device:

@@ -9,6 +9,7 @@ Python graph walk of nnx.jit happens once, at trace time, not at every step, and
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -31,11 +32,11 @@ def compute_dtype(cfg: Config):
     return jnp.bfloat16 if cfg.run.precision == "bf16" else None
 
 
-def make_train_step(cfg: Config, graphdef: nnx.GraphDef, dtype=jnp.float32) -> Step:
+def make_train_step(cfg: Config, graphdef: nnx.GraphDef, dtype=jnp.float32, options: dict | None = None) -> Step:
     """step(state, images, labels, indices, dropout_mask, augment_params) -> (new state, metrics) for the split
     (model, optimizer); `dtype`: of the preprocessed input (the parameters' dtype: float64 for the parity
     check); `dropout_mask`: None (flax draws its own) or a shared mask, NHWC; `augment_params`: None or
-    int32 [B, 7] (shared.augment)."""
+    int32 [B, 7] (shared.augment); `options`: XLA compiler options (nin_flax.runtime.compiler_options)."""
     size, normalize, smoothing = cfg.data.image_size, cfg.data.normalize, cfg.train.label_smoothing
 
     def train_step(state: nnx.State, images: jax.Array, labels: jax.Array, indices: jax.Array,
@@ -59,14 +60,14 @@ def make_train_step(cfg: Config, graphdef: nnx.GraphDef, dtype=jnp.float32) -> S
         metrics = jnp.stack([loss * labels.shape[0], correct, collapsed(logits).astype(loss.dtype)])
         return nnx.state((model, optimizer)), metrics
 
-    return jax.jit(train_step, donate_argnums=0)
+    return jax.jit(train_step, donate_argnums=0, compiler_options=options)
 
 
-def make_eval_step(cfg: Config, graphdef: nnx.GraphDef, dtype=jnp.float32) -> Step:
+def make_eval_step(cfg: Config, graphdef: nnx.GraphDef, dtype=jnp.float32, options: dict | None = None) -> Step:
     """step(state, images, labels, indices) -> metrics, for the split (model, optimizer)."""
     size, normalize = cfg.data.image_size, cfg.data.normalize
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=options)
     def eval_step(state: nnx.State, images: jax.Array, labels: jax.Array, indices: jax.Array):
         model, _ = nnx.merge(graphdef, state)
         model.eval()

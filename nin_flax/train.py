@@ -21,11 +21,13 @@ from shared.errors import run_cli
 from shared.files import recover_folder
 from shared.loop import train
 from shared.rundir import RunDir
+from shared.runtime import keep_freed_memory
 
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_train_args(argv, FRAMEWORK)
+    keep_freed_memory()  # before jax's first call starts XLA's threads (FlaxBackend would be too late here)
     join_processes(cfg.run.coordinator, cfg.run.num_processes, cfg.run.process_id)
     main_process = jax.process_index() == 0
     if not main_process:  # process 0 alone talks and writes

@@ -29,6 +29,7 @@ from shared.config import Config
 from shared.dropout import dropout_shape, step_mask
 from shared.errors import UserError, first_line
 from shared.files import atomic_write
+from shared.runtime import keep_freed_memory
 from shared.schedule import total_steps
 from shared.summary import check_fits_memory
 from shared.weights import State
@@ -42,6 +43,7 @@ class TorchBackend:
 
     def __init__(self, cfg: Config, float64: bool = False):
         """`float64`: parameters, input and update in double precision (compare.parity's exact check)."""
+        keep_freed_memory()  # before the first worker thread starts
         self.cfg = cfg
         self.rank, self.world, local_rank = init_distributed()
         self.is_main = self.rank == 0

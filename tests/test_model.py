@@ -1,6 +1,7 @@
 """One spec, three readings: analytic, torch and flax agree on shapes, params and FLOPs; init laws match."""
 
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -140,3 +141,31 @@ def test_strided_max_pool_is_xlas_pool_bit_for_bit():
     expected, got = grad(reference), grad(fm.strided_max_pool)
     assert np.array_equal(expected != 0, got != 0)  # the same element of every window takes the gradient
     np.testing.assert_allclose(got, expected, rtol=1e-6)  # sums over overlapping windows: in another order
+
+
+def ynn_convolutions(hlo: str) -> int:
+    """How many convolutions of a compiled XLA:CPU module run inside YNNPACK fusions."""
+    bodies = {m[1]: m[2] for m in re.finditer(r"^%?([\w.\-]+) \(.*?\{\n(.*?)\n\}", hlo, re.M | re.S)}
+    called = re.findall(r"calls=%?([\w.\-]+)[^\n]*__ynn_fusion", hlo)
+    return sum("convolution(" in bodies.get(name, "") for name in called)
+
+
+def test_cpu_steps_run_convolutions_in_xla_not_ynnpack():
+    """The flax steps on the CPU are compiled with nin_flax.runtime's options: every convolution of the training
+    step is XLA's own (YNNPACK's are slower on NiN's layers), while XLA's defaults would hand them to YNNPACK."""
+    from compare.backends import make_backend
+    from nin_flax.runtime import CPU_COMPILER_OPTIONS, compiler_options
+    from shared.presets import preset_config
+
+    assert compiler_options("cpu") == CPU_COMPILER_OPTIONS and compiler_options("gpu") is None
+    cfg = preset_config("smoke")
+    cfg.data.train_limit = cfg.data.test_limit = 64
+    backend = make_backend("flax", cfg)
+    data, indices = backend.train_data, backend._place(np.arange(cfg.data.batch_size, dtype=np.int32))
+    compiled = backend._train_step.lower(backend.state, data.images, data.labels, indices, None, None).compile()
+    hlo = compiled.as_text()
+    assert hlo.count("convolution(") >= 3 and ynn_convolutions(hlo) == 0
+    conv = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # noqa: E731
+    grad = jax.grad(lambda x, w: conv(x, w).sum(), argnums=(0, 1))
+    args = jnp.ones((2, 8, 8, 16)), jnp.ones((3, 3, 16, 32))
+    assert ynn_convolutions(jax.jit(grad).lower(*args).compile().as_text()) > 0  # the default the options change
