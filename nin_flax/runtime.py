@@ -20,8 +20,8 @@ def enable_compilation_cache() -> None:
 
 
 # XLA:CPU hands convolutions and matmuls to YNNPACK by default (jaxlib 0.10 and 0.11). On NiN's layers XLA's own
-# Eigen kernels are faster on this project's CPU (forward + backward of the 5x5 conv 54 against 66 ms, of the first
-# 1x1 conv 9 against 11; python -m bench.profile_layers), while YNNPACK wins at reductions (the bias gradients).
+# Eigen kernels are faster on this project's CPU (forward + backward of the 5x5 conv 54 against 65 ms, of a 1x1
+# conv at 22 px 9 against 26; python -m bench.profile_layers), while YNNPACK wins at reductions (bias gradients).
 CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
 
 
