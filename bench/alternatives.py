@@ -11,8 +11,6 @@ README's performance section quotes it: the conv rewrites lost and were not kept
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from flax import nnx
 
+from bench.timing import best_of
 from nin_flax.model import strided_max_pool
 from nin_flax.runtime import compiler_options
 from shared.runtime import keep_freed_memory
@@ -27,17 +26,6 @@ from shared.runtime import keep_freed_memory
 CONVS = {96: [("5x5", 96, 256, 5, 2, 10, 64), ("3x3", 256, 384, 3, 1, 4, 64)],  # name, C, O, k, pad, side, batch
          67: [("5x5", 96, 256, 5, 2, 7, 128), ("3x3", 256, 384, 3, 1, 3, 128)]}
 POOLS = {"pool0": (64, 22, 96), "pool1": (64, 10, 256), "pool2": (64, 4, 384)}  # at 96 px, batch 64: N, side, C
-
-
-def best_of(fn, reps: int = 7) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1000
 
 
 def lax_conv(x, w, p):

@@ -13,7 +13,6 @@ with the tuned options the two cost the same).
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
@@ -21,20 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.timing import best_of
 from nin_flax.runtime import compiler_options
 from shared.arch import POOL_KERNEL, POOL_STRIDE, ConvSpec, conv_out, nin_spec
 from shared.config import ModelConfig
 from shared.runtime import keep_freed_memory
-
-
-def best_of(fn, reps: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1000
 
 
 def time_layer(c: ConvSpec, in_size: int, batch: int, rng: np.random.Generator) -> dict[str, float]:
@@ -55,12 +45,13 @@ def time_layer(c: ConvSpec, in_size: int, batch: int, rng: np.random.Generator) 
         return jnp.einsum("nhwc,co->nhwo", x, w[0, 0])
 
     xj, wj = jnp.asarray(x.transpose(0, 2, 3, 1)), jnp.asarray(w.transpose(2, 3, 1, 0))
-    timings = {"torch": best_of(torch_step)}
+    timings = {"torch": best_of(torch_step, reps=5, warmup=1)}
     for name, layer in (("conv", conv), ("matmul", matmul)) if c.kernel == 1 else (("conv", conv),):
         for options_name, options in (("default", None), ("tuned", compiler_options("cpu"))):
             loss = lambda w, x, layer=layer: jnp.square(layer(x, w)).sum()  # noqa: E731
             grad = jax.jit(jax.grad(loss, argnums=(0, 1)), compiler_options=options)
-            timings[f"{name} {options_name}"] = best_of(lambda grad=grad: jax.block_until_ready(grad(wj, xj)))
+            timings[f"{name} {options_name}"] = best_of(lambda grad=grad: jax.block_until_ready(grad(wj, xj)),
+                                                            reps=5, warmup=1)
     return timings
 
 

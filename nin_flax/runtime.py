@@ -30,7 +30,7 @@ def compiler_options(platform: str) -> dict[str, str] | None:
     """The XLA options the fp32 and bf16 steps are compiled with on `platform`: CPU_COMPILER_OPTIONS on the CPU,
     where this jaxlib knows them; XLA's defaults elsewhere (on a GPU the plain cuDNN convolution). The one place
     that tunes XLA by platform. compare.parity's float64 steps keep XLA's defaults: with these options XLA:CPU's
-    float64 convolution takes another, 5x slower path."""
+    float64 convolution takes a much slower path (python -m bench.xla_options --float64)."""
     if platform != "cpu":
         return None
     try:

@@ -27,11 +27,11 @@ def host_available_memory() -> int | None:
 def keep_freed_memory() -> bool:
     """Make glibc keep freed memory in the process for the next allocation instead of handing it back to the
     kernel (one arena, no mmap, no trimming); True where it applied. Why: XLA:CPU allocates each training
-    step's scratch buffer afresh (138 MiB at 96 px, batch 64), and glibc serves a block that large with a new
+    step's scratch buffer afresh (133 MiB at 96 px, batch 64), and glibc serves a block that large with a new
     mmap, so every step faulted its pages in again: 34k page faults and about 55 ms of kernel time per flax
-    step, 6k for torch (python -m bench.host_memory). It must run before the framework starts its worker threads
-    (a thread keeps the arena it first allocated from). The resident memory stays at the run's peak;
-    NIN_KEEP_FREED_MEMORY=0 leaves glibc's defaults."""
+    step, a few thousand for torch (python -m bench.host_memory). It must run before the framework starts its
+    worker threads (a thread keeps the arena it first allocated from). The resident memory stays at the run's
+    peak; NIN_KEEP_FREED_MEMORY=0 leaves glibc's defaults."""
     if os.environ.get("NIN_KEEP_FREED_MEMORY", "1") == "0":
         return False
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
