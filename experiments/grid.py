@@ -27,7 +27,7 @@ class Cell:
     name: str
     flags: tuple[str, ...] = ()  # over the protocol's base flags
     label: str = ""  # what the tables call it
-    seeds: str = "default"  # default | init (at least 5) | one
+    seeds: str = "default"  # default | two (at least 2) | init (at least 5) | one
     same_init: bool = False  # both frameworks start from one init draw (--init-from), not each its own RNG's
     keep_weights: bool = False  # weights.safetensors stays (checkpoints never do)
     init: str | None = None  # the init experiment's cells: the init law (INITS) ...
@@ -51,6 +51,8 @@ class Protocol:
     memory_batch: int
     best_flags: tuple[str, ...]
     cells: dict[str, Cell] = field(default_factory=dict)
+    extras: bool = True  # run_extras' measurements (parity drift, noise floor, memory) belong to this protocol
+    evaluate_runs: bool = False  # every finished run is evaluated (compare.evaluate) before its weights go
 
 
 CPU = Protocol(
@@ -96,7 +98,36 @@ GPU = Protocol(
                 "--epochs", "30", "--label-smoothing", "0.1"),
 )
 
-PROTOCOLS = {"cpu": CPU, "gpu": GPU}
+TRAINED_EPOCHS = 4
+TRAINED = Protocol(
+    name="trained",
+    budget=f"here each cell trains {TRAINED_EPOCHS} full epochs at 67 px",
+    init_budget=f"{TRAINED_EPOCHS} epochs of plain SGD 0.1 (batch 128, 67 px, final ReLU on)",
+    caveat=(f"Every run ends its schedule: {TRAINED_EPOCHS} epochs of the full training set for every cell of a "
+            "question (the head and bottleneck cells: one epoch at 128 px, so that the last feature map is 2x2, "
+            "not 1x1). The two frameworks count as two samples of a variant (they drift apart no faster than two "
+            "seeds of one framework: the noise floor); the num-1x1 cells have two seeds, so four samples each. "
+            "The discussion's runs are 10 epochs at 224 px with SGD: closer to these than to the cpu protocol's, "
+            "still not the same."),
+    description=(f"the full training set (60,000 images) for {TRAINED_EPOCHS} epochs and the full test set, 67 px, "
+                 "batch 128, the book's network (final ReLU on); Adam 1e-3 with 200 warmup steps and cosine decay "
+                 "to zero unless a cell says otherwise; the SGD and init cells train as the discussion's readers "
+                 "did (plain SGD at a constant rate, no momentum); the head and bottleneck cells at 128 px for one "
+                 "epoch"),
+    base=("--preset", "cpu", "--final-relu", "--epochs", str(TRAINED_EPOCHS), "--warmup-steps", "200"),
+    init_base=(),
+    warmup="200",
+    seeds=1,
+    base_is_adam=True,
+    parity_flags=(),
+    memory_sizes=(),
+    memory_batch=0,
+    best_flags=(),
+    extras=False,
+    evaluate_runs=True,
+)
+
+PROTOCOLS = {"cpu": CPU, "trained": TRAINED, "gpu": GPU}
 # The noise floor (compare.noise_floor): one epoch of the cpu preset, with the grid's final ReLU
 NOISE_FLOOR_FLAGS = ("--preset", "cpu", "--final-relu")
 
@@ -106,12 +137,42 @@ ARCH = {
     "head": ["base", "fc"],
     "bottleneck": ["base", "lw96"],
 }
-EXPERIMENTS = ("num-1x1", "mid-kernel", "head", "resources", "bottleneck", "init", "lr", "optimizer-resolution",
-               "best", "frameworks")
+EXPERIMENTS = ("num-1x1", "mid-kernel", "final-relu", "head", "resources", "bottleneck", "init", "lr",
+               "optimizer-resolution", "best", "frameworks")
+SGD_PLAIN = ("--optimizer", "sgd", "--schedule", "constant", "--warmup-steps", "0")  # as the readers ran it
+AT_128 = ("--image-size", "128", "--epochs", "1", "--warmup-steps", "100")  # the last feature map 2x2, not 1x1
+
+
+def trained_cells() -> dict[str, list[Cell]]:
+    """The trained protocol's experiments: the headline (num-1x1) first, as the grid runs them."""
+    base = Cell("base", (), "2 x 1x1 (d2l)", seeds="two")
+    count = [Cell(f"n{k}", ("--num-1x1", str(k)), f"{k} x 1x1", seeds="two") if k != 2 else base for k in range(4)]
+    sgd = {lr: Cell(f"sgd-{lr}", (*SGD_PLAIN, "--lr", lr), f"plain SGD {lr}, constant") for lr in ("0.1", "0.03")}
+    init = [Cell(f"init-{law}" if law != "xavier_uniform" else "sgd-0.1", (*SGD_PLAIN, "--lr", "0.1", "--init", law)
+                 if law != "xavier_uniform" else sgd["0.1"].flags, INIT_NAMES[law] + (" (d2l)" if law ==
+                 "xavier_uniform" else ""), init=law, final_relu=True) for law in INITS]
+    big = Cell("base-128", AT_128, "global average pooling, 384 -> 10 -> 10 (d2l), 128 px")
+    return {
+        "num-1x1": count,
+        "final-relu": [Cell("base", (), "final ReLU on (d2l)", seeds="two"),
+                       Cell("norelu", ("--no-final-relu",), "final ReLU off")],
+        "lr": [sgd["0.1"], sgd["0.03"], Cell("base", (), "Adam 1e-3, warmup + cosine", seeds="two")],
+        "init": init,
+        "mid-kernel": [Cell("base", (), "1x1 mid convs (NiN)", seeds="two"),
+                       Cell("k3", ("--mid-kernel", "3"), "3x3 mid convs")],
+        "head": [big, Cell("fc-128", (*AT_128, "--head", "fc"), "fully connected head, 128 px")],
+        "bottleneck": [big, Cell("lw96-128", (*AT_128, "--last-width", "96"), "last block 384 -> 96 -> 10, 128 px")],
+        "resources": [*count, Cell("k3", ("--mid-kernel", "3"), "3x3 mid convs")],
+        "optimizer-resolution": [],
+        "best": [],
+        "frameworks": count,
+    }
 
 
 def experiment_cells(protocol: Protocol) -> dict[str, list[Cell]]:
     """Experiment name -> the cells it shows, in table order."""
+    if protocol.name == "trained":
+        return trained_cells()
     arch = {
         "base": Cell("base", (), "2 x 1x1, 1x1 mid, GAP (d2l)"),
         "n0": Cell("n0", ("--num-1x1", "0"), "0 x 1x1"),
@@ -145,6 +206,7 @@ def experiment_cells(protocol: Protocol) -> dict[str, list[Cell]]:
     grid["best"] = [Cell("best", protocol.best_flags, "best found, trained longer", seeds="one", keep_weights=True),
                     Cell("best-norelu", (*protocol.best_flags, "--no-final-relu"), "the same without the final ReLU",
                          seeds="one", keep_weights=True)]
+    grid["final-relu"] = []
     grid["frameworks"] = [Cell("base", (), "own init draw per framework"),
                           Cell("same-init", (), "one init draw, ported to both (--init-from)", same_init=True),
                           Cell("same-init-nodrop", ("--dropout", "0"), "one init draw, dropout off", same_init=True)]
@@ -167,7 +229,7 @@ def lr_cell(protocol: Protocol, lr: str, kind: str) -> Cell:
 def all_cells(protocol: Protocol, only: str | None = None) -> list[Cell]:
     """Every distinct cell to run, baseline first, in the order of EXPERIMENTS (or of one experiment)."""
     grid = experiment_cells(protocol)
-    names = [only] if only else ["frameworks", *EXPERIMENTS]
+    names = [only] if only else (list(grid) if protocol.name == "trained" else ["frameworks", *EXPERIMENTS])
     seen: dict[str, Cell] = {}
     for name in names:
         for cell in grid[name]:
@@ -177,4 +239,4 @@ def all_cells(protocol: Protocol, only: str | None = None) -> list[Cell]:
 
 def seed_count(cell: Cell, protocol: Protocol, seeds: int | None) -> int:
     n = seeds or protocol.seeds
-    return {"default": n, "init": max(n, 5), "one": 1 if seeds is None else n}[cell.seeds]
+    return {"default": n, "two": max(n, 2), "init": max(n, 5), "one": 1 if seeds is None else n}[cell.seeds]

@@ -74,11 +74,22 @@ def tidy(path: Path, keep_weights: bool) -> None:
         (path / "weights.safetensors").unlink(missing_ok=True)
 
 
+def finalize(protocol: Protocol, cell: Cell, framework: str, out: Path) -> None:
+    """A finished run's last work: its evaluation (evaluate.json, confusion.png; the trained protocol's dead
+    classes), then its checkpoints and (unless kept) its weights go. Safe to repeat after an interruption."""
+    weights = out / "weights.safetensors"
+    if protocol.evaluate_runs and weights.exists() and not (out / "evaluate.json").exists():
+        subprocess.run([sys.executable, "-m", "compare.evaluate", str(weights), "--framework", framework,
+                        "--json", str(out / "evaluate.json"), "--out", str(out)], capture_output=True)
+    tidy(out, cell.keep_weights)
+
+
 def run_one(protocol: Protocol, cell: Cell, framework: str, seed: int, root: Path) -> str:
     """Run (or resume) one training; returns its status, 'skipped' if it had finished, or 'failed'."""
     out = run_path(root, protocol.name, cell.name, framework, seed)
     status = run_status(out)
     if status in DONE:
+        finalize(protocol, cell, framework, out)
         return "skipped"
     resume = any((out / name).exists() for name in CHECKPOINTS)
     if out.exists() and not resume:  # died before its first checkpoint: start again
@@ -101,7 +112,7 @@ def run_one(protocol: Protocol, cell: Cell, framework: str, seed: int, root: Pat
         raise KeyboardInterrupt
     status = run_status(out)
     if status in DONE:
-        tidy(out, cell.keep_weights)
+        finalize(protocol, cell, framework, out)
         return status
     return "failed"
 
@@ -160,7 +171,7 @@ def run_grid(protocol: Protocol, only: str | None, seeds: int | None, root: Path
                       flush=True)
             if status == "failed":
                 failed.append(f"{cell.name}/{fw}-seed{seed}")
-        if only in (None, "frameworks", "resources", "best"):
+        if protocol.extras and only in (None, "frameworks", "resources", "best"):
             failed += run_extras(protocol, root)
     except KeyboardInterrupt:
         stopped = True
@@ -180,7 +191,9 @@ def run_grid(protocol: Protocol, only: str | None, seeds: int | None, root: Path
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m experiments.run", description=__doc__)
     parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="cpu",
-                        help="cpu: sized for a 2-core CPU (minutes per cell); gpu: the book's 224 px setting")
+                        help="cpu: 300-step cells sized for a 2-core CPU (minutes each); trained: every cell trained "
+                             "to the end of its schedule on the full data (hours on 2 cores); gpu: the book's 224 px "
+                             "setting")
     parser.add_argument("--only", choices=EXPERIMENTS, help="run the cells of this experiment only")
     parser.add_argument("--seeds", type=int, help="seeds per cell (default: the protocol's; init uses at least 5)")
     parser.add_argument("--report-only", action="store_true", help="only rebuild docs/RESULTS.md and its figures")

@@ -106,8 +106,8 @@ def evaluate(backend: Backend, batch_size: int) -> tuple[float, float]:
 
 def account(p: Progress, values: np.ndarray, batch: int) -> None:
     """Add synced step results (rows of loss_sum, correct, ...) to the epoch's running totals."""
-    p.loss_sum += values[:, 0].sum()
-    p.correct += values[:, 1].sum()
+    p.loss_sum += float(values[:, 0].sum())  # plain floats: the progress goes into checkpoints as data
+    p.correct += float(values[:, 1].sum())
     p.seen += len(values) * batch
 
 
