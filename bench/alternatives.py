@@ -1,7 +1,7 @@
 """Other ways to run NiN's slow layers in XLA:CPU, timed against torch and XLA's own op (forward + backward of
 one layer alone, ms, best of 7, compiled with the options nin_flax uses on the CPU): the 5x5 and 3x3 convs as
 25 / 9 shifted 1x1 matmuls, as im2col + one matmul, and with the weight gradient alone as one patch matmul
-(custom_vjp); the three max-pools in XLA's reduce-window form and as nin_flax.model.strided_max_pool (what the
+(custom_vjp); the three max-pools in XLA's reduce-window form and as nin_flax.kernels.strided_max_pool (what the
 model uses on CPUs).
 
     python -m bench.alternatives
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from flax import nnx
 
 from bench.timing import best_of
-from nin_flax.model import strided_max_pool
+from nin_flax.kernels import strided_max_pool
 from nin_flax.runtime import compiler_options
 from shared.runtime import keep_freed_memory
 
@@ -94,7 +94,7 @@ def main() -> None:
         row = [best_of(lambda: F.max_pool2d(xt, 3, 2).square().sum().backward())]  # noqa: B023
         xj = jnp.asarray(x)
         row.append(time_jax(lambda x: nnx.max_pool(x, (3, 3), strides=(2, 2)), xj))
-        row.append(time_jax(strided_max_pool, xj))
+        row.append(time_jax(lambda x: strided_max_pool(x, 3, 2), xj))
         print(f"  {name} {n}x{side}x{side}x{c}: " + "  ".join(f"{t:.2f}" for t in row))
 
 

@@ -22,12 +22,13 @@ import torch.nn.functional as F
 
 from bench.timing import best_of
 from nin_flax.runtime import compiler_options
-from shared.arch import POOL_KERNEL, POOL_STRIDE, ConvSpec, conv_out, nin_spec
+from shared.arch import Conv, nin_spec
 from shared.config import ModelConfig
 from shared.runtime import keep_freed_memory
+from shared.summary import layer_table
 
 
-def time_layer(c: ConvSpec, in_size: int, batch: int, rng: np.random.Generator) -> dict[str, float]:
+def time_layer(c: Conv, in_size: int, batch: int, rng: np.random.Generator) -> dict[str, float]:
     """Milliseconds for forward + backward of one conv: torch, and XLA's conv (and matmul, for a 1x1 conv) with
     XLA's default options ("default") and with nin_flax's CPU options ("tuned")."""
     x = rng.random((batch, c.in_channels, in_size, in_size), dtype=np.float32)
@@ -70,18 +71,17 @@ def main() -> None:
           f"options and with nin_flax's CPU options (tuned)")
     print(f"{'layer':<16}{'in':>14}" + "".join(f"{'xla ' + c if c != 'torch' else c:>20}" for c in COLUMNS))
     total_torch = total_default = total_tuned = 0.0
-    in_size = args.image_size
-    for b, block in enumerate(spec.blocks):
-        if b > 0:
-            in_size = conv_out(in_size, POOL_KERNEL, POOL_STRIDE, 0)
-        for c in block:
+    in_size, convs = args.image_size, {c.name: c for c in spec.convs}
+    for row in layer_table(spec, args.image_size):  # each layer's output is the next one's input
+        if row.name in convs:
+            c = convs[row.name]
             t = time_layer(c, in_size, args.batch_size, rng)
             total_torch += t["torch"]
             total_default += t["conv default"]  # nin_flax runs every conv, 1x1 included, as XLA's convolution
             total_tuned += t["conv tuned"]
             cells = "".join(f"{t[col]:>20.1f}" if col in t else f"{'':>20}" for col in COLUMNS)
             print(f"{c.name:<16}{f'{c.in_channels}x{in_size}x{in_size}':>14}{cells}")
-            in_size = conv_out(in_size, c.kernel, c.stride, c.padding)
+        in_size = row.shape[1] if len(row.shape) == 3 else in_size
     print(f"{'sum of the convs':<30}{total_torch:>20.1f}{total_default:>20.1f}{total_tuned:>20.1f}"
           f"   (torch, xla default, xla tuned)")
 

@@ -8,34 +8,66 @@ from pathlib import Path
 
 from shared.config import ArgumentParser
 from shared.errors import UserError, run_cli
-from shared.files import check_writable, read_jsonl
-from shared.plots import plot_runs
+from shared.files import atomic_write, check_writable, read_jsonl
+from shared.plots import curves_png
 
 ROWS = (("framework", "{}"), ("device", "{}"), ("precision", "{}"), ("status", "{}"), ("epochs", "{}"),
         ("steps", "{}"), ("train_loss", "{:.4f}"), ("train_acc", "{:.4f}"), ("test_loss", "{:.4f}"),
         ("test_acc", "{:.4f}"), ("examples_per_sec", "{:.1f}"), ("seconds", "{:.1f}"), ("param_count", "{:,}"))
 
 
-def load_run(path: str) -> tuple[dict, list[dict]]:
+NUMERIC = {key for key, fmt in ROWS if fmt != "{}"}
+CURVE_KEYS = {"metrics.jsonl": ("step", "train_loss", "train_acc", "test_loss", "test_acc"),
+              "steps.jsonl": ("step", "train_loss", "train_acc")}
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def load_run(path: str) -> tuple[dict, list[dict], list[dict]]:
+    """(summary, metrics rows, steps rows) of a run folder, each value checked before it is drawn."""
     folder = Path(path)
-    summary = folder / "summary.json"
-    if not summary.is_file():
+    summary_path = folder / "summary.json"
+    if not summary_path.is_file():
         raise UserError(f"{folder} has no summary.json: give the --out folder of a finished training run")
+    damaged = "; give the --out folder of a finished training run"
     try:
-        return json.loads(summary.read_text()), read_jsonl(folder / "metrics.jsonl")
-    except (OSError, ValueError) as e:
-        raise UserError(f"{folder} is damaged ({e}); give the --out folder of a finished training run") from None
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{summary_path} is damaged ({e}){damaged}") from None
+    if not isinstance(summary, dict):
+        raise UserError(f"{summary_path} is damaged (a {type(summary).__name__}, not a JSON object){damaged}")
+    for key in NUMERIC & set(summary):
+        if summary[key] is not None and not _number(summary[key]):
+            raise UserError(f"{summary_path} is damaged ({key} is {summary[key]!r}, not a number){damaged}")
+    rows = {}
+    for name, keys in CURVE_KEYS.items():
+        rows[name] = read_jsonl(folder / name)
+        for i, row in enumerate(rows[name], 1):
+            bad = next((k for k in keys if not _number(row.get(k))), None)
+            if bad:
+                raise UserError(f"{folder / name} is damaged (line {i}: {bad} is {row.get(bad)!r}, not a "
+                                f"number){damaged}")
+    return summary, rows["metrics.jsonl"], rows["steps.jsonl"]
 
 
 def _cell(fmt: str, value) -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def label(path: str, summary: dict) -> str:
+    """Each run named once: its folder's name, with the framework when the name does not say it."""
+    name, framework = Path(path).resolve().name, str(summary.get("framework", "?"))
+    return name if framework in name else f"{framework} ({name})"
+
+
 def report(paths: list[str], out: Path) -> list[list[str]]:
     runs = [load_run(p) for p in paths]
-    labels = [f"{s['framework']} ({Path(p).name})" for p, (s, _) in zip(paths, runs, strict=True)]
-    table = [["", *labels]] + [[key, *(_cell(fmt, s.get(key)) for s, _ in runs)] for key, fmt in ROWS]
-    plot_runs([(label, metrics) for label, (_, metrics) in zip(labels, runs, strict=True)], out, table)
+    labels = [label(p, summary) for p, (summary, _, _) in zip(paths, runs, strict=True)]
+    table = [["", *labels]] + [[key, *(_cell(fmt, s.get(key)) for s, _, _ in runs)] for key, fmt in ROWS]
+    curves = [(name, metrics, steps) for name, (_, metrics, steps) in zip(labels, runs, strict=True)]
+    atomic_write(out, curves_png(curves, table))
     return table
 
 

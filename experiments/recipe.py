@@ -9,8 +9,8 @@ from pathlib import Path
 
 from experiments.grid import FRAMEWORKS, GOAL_ACC
 from experiments.markdown import NOT_RUN, Doc
-from shared.files import read_jsonl
-from shared.plots import plot_runs
+from shared.files import atomic_write, read_jsonl
+from shared.plots import curves_png
 from shared.presets import PRESETS
 
 RECIPE = "recipe"  # the folder under the results root
@@ -57,6 +57,7 @@ def section_recipe(doc: Doc) -> None:
     reached = [fw for fw in FRAMEWORKS if runs[fw] and runs[fw]["test_acc"] >= GOAL_ACC]
     doc.add(f"Goal {GOAL_ACC} reached by: {', '.join(reached) or 'neither framework'}. Training time is the "
             "trainer's own clock (epochs and evaluations); each run's `train.log` has the process's wall time.", "")
-    curves = [(fw, read_jsonl(folder / fw / "metrics.jsonl")) for fw in FRAMEWORKS if runs[fw]]
-    plot_runs(curves, doc.docs / "figures" / "recipe.png")
+    curves = [(fw, read_jsonl(folder / fw / "metrics.jsonl"), read_jsonl(folder / fw / "steps.jsonl"))
+              for fw in FRAMEWORKS if runs[fw]]
+    atomic_write(doc.docs / "figures" / "recipe.png", curves_png(curves))
     doc.add("![recipe](figures/recipe.png)", "")

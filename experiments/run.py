@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +31,8 @@ from experiments.grid import (
 )
 from shared.config import ArgumentParser
 from shared.errors import UserError, run_cli
-from shared.files import atomic_write, check_writable
+from shared.files import atomic_write, check_writable, open_own, remove_own
+from shared.rundir import LOCK, take_lock
 
 RESULTS = Path("results")
 DONE = ("ok", "diverged")  # a diverged run is a result (the lr experiment looks for them)
@@ -66,12 +66,9 @@ def write_same_init(protocol: Protocol, cell: Cell, seed: int, path: Path) -> No
 
 def tidy(path: Path, keep_weights: bool) -> None:
     for name in CHECKPOINTS:
-        target = path / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        target.unlink(missing_ok=True)
+        remove_own(path / name)
     if not keep_weights:
-        (path / "weights.safetensors").unlink(missing_ok=True)
+        remove_own(path / "weights.safetensors")
 
 
 def finalize(protocol: Protocol, cell: Cell, framework: str, out: Path) -> None:
@@ -92,19 +89,24 @@ def run_one(protocol: Protocol, cell: Cell, framework: str, seed: int, root: Pat
         finalize(protocol, cell, framework, out)
         return "skipped"
     resume = any((out / name).exists() for name in CHECKPOINTS)
-    if out.exists() and not resume:  # died before its first checkpoint: start again
-        shutil.rmtree(out)
-    if cell.same_init and not (init := out.parent / f"init-seed{seed}.safetensors").exists():
-        write_same_init(protocol, cell, seed, init)
-    command = train_command(protocol, cell, framework, seed, out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "command.txt", shlex.join(["python", *command[1:]]) + "\n")
+    with take_lock(out, "a trainer") as lock:  # nothing in the folder changes while another holds it
+        if not resume:  # died before its first checkpoint: start again
+            for stale in out.iterdir():
+                if stale.name != LOCK:
+                    remove_own(stale)
+        if cell.same_init and not (init := out.parent / f"init-seed{seed}.safetensors").exists():
+            write_same_init(protocol, cell, seed, init)
+        command = train_command(protocol, cell, framework, seed, out)
+        atomic_write(out / "command.txt", shlex.join(["python", *command[1:]]) + "\n", own=True)
+        log = open_own(out / "train.log")
+        lock.close()  # the trainer takes it over
     command += ["--resume"] if resume else []
     # Ctrl-C reaches the trainer too (same process group): it checkpoints and exits 130, and only then does the
     # grid stop; a Python handler, unlike SIG_IGN, is not inherited by the child.
     previous = signal.signal(signal.SIGINT, lambda *_: None)
     try:
-        with open(out / "train.log", "a") as log:
+        with log:
             code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -153,6 +155,12 @@ def run_extras(protocol: Protocol, root: Path) -> list[str]:
 
 
 def run_grid(protocol: Protocol, only: str | None, seeds: int | None, root: Path) -> list[str]:
+    (root / protocol.name).mkdir(parents=True, exist_ok=True)
+    with take_lock(root / protocol.name, f"another `python -m experiments.run --protocol {protocol.name}`"):
+        return run_jobs(protocol, only, seeds, root)
+
+
+def run_jobs(protocol: Protocol, only: str | None, seeds: int | None, root: Path) -> list[str]:
     jobs = [(cell, seed, fw) for cell in all_cells(protocol, only)
             for seed in range(seed_count(cell, protocol, seeds)) for fw in FRAMEWORKS]
     failed, ran, started, stopped = [], 0, time.perf_counter(), False
@@ -179,8 +187,7 @@ def run_grid(protocol: Protocol, only: str | None, seeds: int | None, root: Path
     finally:  # also on Ctrl-C: the wall time spent is part of the grid's cost
         minutes = (time.perf_counter() - started) / 60
         print(f"grid {'stopped' if stopped else 'done'} after {minutes:.1f} min", flush=True)
-        (root / protocol.name).mkdir(parents=True, exist_ok=True)
-        with open(root / protocol.name / "grid.jsonl", "a") as log:
+        with open_own(root / protocol.name / "grid.jsonl") as log:
             log.write(json.dumps({"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "only": only, "seeds": seeds,
                                   "runs": len(jobs), "ran": ran, "failed": len(failed), "stopped": stopped,
                                   "minutes": minutes}) + "\n")

@@ -21,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from nin_flax import weights
 from nin_flax.data import DeviceData
+from nin_flax.kernels import max_pool_for
 from nin_flax.model import build_model
 from nin_flax.optim import make_optimizer
 from nin_flax.runtime import (
@@ -96,7 +97,8 @@ class FlaxBackend:
         self.n_train, self.n_test = len(self.train_data), len(self.test_data)
         self.total_steps = total_steps(cfg, self.n_train)
         with self.scope(), jax.default_device(self.device):
-            model = build_model(cfg.model, cfg.data.image_size, cfg.train.seed, compute_dtype(cfg))
+            model = build_model(cfg.model, cfg.data.image_size, cfg.train.seed, compute_dtype(cfg),
+                                max_pool_for(self.device.platform))
             if cfg.run.init_from:
                 weights.load_into(model, cfg.run.init_from, cfg.model, cfg.data.image_size, cfg.data.normalize)
             self.dtype = jnp.float64 if float64 else jnp.float32

@@ -136,11 +136,12 @@ class TorchBackend:
                  "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None}
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        atomic_write(path, buffer.getvalue())
+        atomic_write(path, buffer.getvalue(), make_parents=False, own=True)
 
     def load_checkpoint(self, path: Path) -> dict:
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
+        try:  # numpy scalars: the progress counters of checkpoints written by releases that saved them so
+            with torch.serialization.safe_globals([np._core.multiarray.scalar, np.dtype, np.dtypes.Float64DType]):
+                state = torch.load(path, map_location=self.device, weights_only=True)
             self.model.load_state_dict(state["model"])
         except (RuntimeError, KeyError, EOFError, TypeError, pickle.UnpicklingError) as e:
             raise UserError(f"cannot resume from {path}: {first_line(e)} (another architecture or a "

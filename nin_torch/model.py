@@ -1,21 +1,29 @@
-"""NiN in torch.nn, NCHW, built from the shared spec (shared.arch). Twin of nin_flax/model.py."""
+"""NiN in torch.nn, NCHW: the layer list of shared.arch, walked in order. Twin of nin_flax/model.py.
+
+The book's own nn.Sequential is the same network (docs/ARCHITECTURE.md shows both; tests/test_weights.py ports
+the book's weights in and checks the logits).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.arch import POOL_KERNEL, POOL_STRIDE, ConvSpec, NiNSpec, nin_spec
+from shared.arch import Block, Conv, Dropout, GlobalAvgPool, Linear, MaxPool, NiNSpec, nin_spec
 from shared.config import ModelConfig
 from shared.init import TRUNCATED_NORMAL_STD_CORRECTION, Dist, bias_dist, weight_dist
 
 Taps = dict[str, torch.Tensor] | None
+Pool = Callable[[torch.Tensor, int, int], torch.Tensor]  # (x, kernel, stride) -> x
 
 
-def _tap(taps: Taps, name: str, x: torch.Tensor) -> None:
+def _tap(taps: Taps, name: str, x: torch.Tensor) -> torch.Tensor:
     if taps is not None:
         taps[name] = x
+    return x
 
 
 def sample_(tensor: torch.Tensor, dist: Dist) -> None:
@@ -34,64 +42,69 @@ def sample_(tensor: torch.Tensor, dist: Dist) -> None:
             raise ValueError(dist.kind)
 
 
-def conv(c: ConvSpec, init: str) -> nn.Conv2d:
-    layer = nn.Conv2d(c.in_channels, c.out_channels, c.kernel, stride=c.stride, padding=c.padding)
+def initialised(layer: nn.Conv2d | nn.Linear, init: str) -> nn.Module:
     sample_(layer.weight, weight_dist(init, tuple(layer.weight.shape)))
     sample_(layer.bias, bias_dist(init, tuple(layer.weight.shape)))
     return layer
 
 
-class NiNBlock(nn.Module):
-    """One conv of the block's size, then the 1x1 ('mid') convs, each followed by a ReLU."""
+def conv(c: Conv, init: str) -> nn.Conv2d:
+    return initialised(nn.Conv2d(c.in_channels, c.out_channels, c.kernel, stride=c.stride, padding=c.padding), init)
 
-    def __init__(self, convs: tuple[ConvSpec, ...], init: str):
+
+def linear(fc: Linear, init: str) -> nn.Linear:
+    return initialised(nn.Linear(fc.in_features, fc.out_features), init)
+
+
+def max_pool(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    return F.max_pool2d(x, kernel, stride)
+
+
+class NiNBlock(nn.Module):
+    """d2l's nin_block: the block's own conv, then its 1x1 ('mid') convs, each followed by a ReLU."""
+
+    def __init__(self, block: Block, init: str):
         super().__init__()
-        self.specs = convs
-        for c in convs:
-            self.add_module(c.name.rsplit(".", 1)[1], conv(c, init))
+        self.spec = block
+        for c in block.convs:
+            self.add_module(c.attr, conv(c, init))
 
     def forward(self, x: torch.Tensor, taps: Taps = None) -> torch.Tensor:
-        for c in self.specs:
-            x = getattr(self, c.name.rsplit(".", 1)[1])(x)
-            if c.relu:
-                x = F.relu(x)
-            _tap(taps, c.name, x)
+        for c in self.spec.convs:
+            x = getattr(self, c.attr)(x)
+            x = _tap(taps, c.name, F.relu(x) if c.relu else x)
         return x
 
 
 class NiN(nn.Module):
-    def __init__(self, spec: NiNSpec, init: str = "xavier_uniform"):
+    def __init__(self, spec: NiNSpec, init: str = "xavier_uniform", pool: Pool = max_pool):
         super().__init__()
-        self.spec = spec
+        self.spec, self.pool = spec, pool
         self.blocks = nn.ModuleList([NiNBlock(block, init) for block in spec.blocks])
         self.dropout = nn.Dropout(spec.dropout)
-        self.fc = None
-        if spec.head == "fc":
-            self.fc = nn.Linear(spec.fc_in, spec.num_classes)
-            sample_(self.fc.weight, weight_dist(init, tuple(self.fc.weight.shape)))
-            sample_(self.fc.bias, bias_dist(init, tuple(self.fc.weight.shape)))
+        self.fc = None if spec.fc is None else linear(spec.fc, init)
 
     def forward(self, x: torch.Tensor, taps: Taps = None, dropout_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: [N, C, H, W] -> logits [N, num_classes]; `taps` collects every layer's output by name;
         `dropout_mask` (training only): a given inverted-dropout mask instead of torch's own draw."""
-        for b, block in enumerate(self.blocks):
-            if b > 0:
-                x = F.max_pool2d(x, POOL_KERNEL, POOL_STRIDE)
-                _tap(taps, f"pool{b - 1}", x)
-            if b == len(self.blocks) - 1:
-                x = x * dropout_mask if dropout_mask is not None and self.training else self.dropout(x)
-            x = block(x, taps)
-        if self.fc is None:
-            x = x.mean(dim=(2, 3))
-            _tap(taps, "gap", x)
-        else:
-            x = self.fc(x.flatten(1))
-            _tap(taps, "fc", x)
+        for layer in self.spec.layers:
+            match layer:
+                case Block(index=b):
+                    x = self.blocks[b](x, taps)
+                case MaxPool(kernel=kernel, stride=stride):
+                    x = _tap(taps, layer.name, self.pool(x, kernel, stride))
+                case Dropout():
+                    use_mask = dropout_mask is not None and self.training
+                    x = _tap(taps, layer.name, x * dropout_mask if use_mask else self.dropout(x))
+                case GlobalAvgPool():
+                    x = _tap(taps, layer.name, x.mean(dim=(2, 3)))
+                case Linear():
+                    x = _tap(taps, layer.name, self.fc(x.flatten(1)))
         return x
 
 
-def build_model(cfg: ModelConfig, image_size: int, seed: int = 0) -> NiN:
+def build_model(cfg: ModelConfig, image_size: int, seed: int = 0, pool: Pool = max_pool) -> NiN:
     """The NiN for this config, initialised from `seed` (refuses images below the minimum size)."""
     spec = nin_spec(cfg, image_size)
     torch.manual_seed(seed)
-    return NiN(spec, cfg.init)
+    return NiN(spec, cfg.init, pool)

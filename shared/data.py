@@ -37,8 +37,12 @@ INSTALL_HINT = ("install it with `sudo apt-get install dataset-fashion-mnist` (D
 
 
 def cache_dir() -> Path:
-    """Where derived copies of the data live (torchvision's raw layout, the prepared TFDS dataset)."""
-    return Path(os.environ.get("NIN_CACHE_DIR", "data/cache"))
+    """Where derived copies live (torchvision's raw layout, the prepared TFDS dataset, XLA's compiled steps):
+    $NIN_CACHE_DIR, else $XDG_CACHE_HOME/nin-two-ways, else ~/.cache/nin-two-ways; never the current folder."""
+    if os.environ.get("NIN_CACHE_DIR"):
+        return Path(os.environ["NIN_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "nin-two-ways"
 
 
 def split_limit(split: str, limit: int | None) -> int:

@@ -14,9 +14,8 @@ DROPOUT_STREAM = 0x0D0  # keeps these draws apart from the epoch order's (seed, 
 
 
 def dropout_shape(spec: NiNSpec, image_size: int) -> tuple[int, int, int]:
-    """(C, H, W) of the tensor dropout acts on: the input of the last block (the last pool's output)."""
-    rows = {row.name: row.shape for row in layer_table(spec, image_size)}
-    return rows[f"pool{len(spec.blocks) - 2}"]
+    """(C, H, W) of the tensor dropout acts on (the last pool's output, the last block's input)."""
+    return next(row.shape for row in layer_table(spec, image_size) if row.name == "dropout")
 
 
 def dropout_mask(seed: int, step: int, batch: int, shape: tuple[int, int, int], rate: float) -> np.ndarray:

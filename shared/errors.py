@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -21,12 +23,19 @@ def first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run_cli(main: F) -> F:
-    """Wrap a command's `main` so that a UserError becomes one `error:` line and exit code 2, and a Ctrl-C
-    that reaches it (during start-up, or a second one) one `interrupted` line and exit code 130."""
+    """Wrap a command's `main` so that a UserError becomes one `error:` line and exit code 2, and a Ctrl-C or
+    SIGTERM that reaches it (during start-up, or a second one) one `interrupted` line and exit code 130, after
+    the `with` blocks under way have cleaned up (a run folder that never started is removed)."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
         try:
             return main(*args, **kwargs)
         except UserError as e:
@@ -35,5 +44,8 @@ def run_cli(main: F) -> F:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]

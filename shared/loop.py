@@ -10,7 +10,7 @@ import math
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,7 +20,7 @@ from shared import schedule
 from shared.config import Config
 from shared.data import batches_per_epoch, epoch_order
 from shared.errors import UserError
-from shared.plots import plot_runs
+from shared.plots import curves_png
 from shared.rundir import RunDir
 
 SYNC_EVERY = 20
@@ -48,6 +48,8 @@ class Backend(Protocol):
 
 @dataclass
 class Progress:
+    """Where the run stands; saved in every checkpoint as plain JSON-safe numbers."""
+
     epoch: int = 0  # the epoch under way (0-based)
     batch: int = 0  # next batch within it
     step: int = 0  # optimizer steps done in total
@@ -56,10 +58,42 @@ class Progress:
     seen: int = 0
     train_seconds: float = 0.0  # this epoch so far
     total_seconds: float = 0.0
+
+
+@dataclass
+class Guards:
+    """The watch kept at every host sync: a loss that is not finite or has blown up ends the run; predictions of
+    one class for COLLAPSE_STEPS steps are warned about once. Saved in the checkpoint beside the progress."""
+
     collapsed_steps: int = 0
     warned_collapse: bool = False
     blowup_syncs: int = 0
     diverged: str = ""  # why the run diverged, in words
+
+    def check(self, values: np.ndarray, batch: int, step: int, num_classes: int, warn) -> str | None:
+        """The reason the run has diverged, or None; `warn()` is called once when the predictions collapse."""
+        if not np.isfinite(values[:, 0]).all():
+            return f"the loss is not finite near step {step}"
+        loss, chance = values[:, 0].sum() / (len(values) * batch), math.log(num_classes)
+        self.blowup_syncs = self.blowup_syncs + 1 if loss > BLOWUP_FACTOR * chance else 0
+        if self.blowup_syncs >= BLOWUP_SYNCS:
+            return (f"the training loss is {loss:.3g} at step {step}, over {BLOWUP_FACTOR:g}x chance "
+                    f"(ln {num_classes} = {chance:.2f}) for {BLOWUP_SYNCS * SYNC_EVERY} steps")
+        self.collapsed_steps = self.collapsed_steps + len(values) if (values[:, 2] >= 1).all() else 0
+        if self.collapsed_steps >= COLLAPSE_STEPS and not self.warned_collapse:
+            self.warned_collapse = True
+            warn()
+        return None
+
+
+def checkpoint_state(p: Progress, guards: Guards) -> dict[str, Any]:
+    """The progress and the guards as one dict of plain Python numbers, strings and bools (never numpy's)."""
+    return {k: v.item() if isinstance(v, np.generic) else v for k, v in {**asdict(p), **asdict(guards)}.items()}
+
+
+def from_checkpoint_state(state: dict[str, Any]) -> tuple[Progress, Guards]:
+    pick = lambda cls: cls(**{f.name: state[f.name] for f in fields(cls) if f.name in state})  # noqa: E731
+    return pick(Progress), pick(Guards)
 
 
 class StopFlag:
@@ -106,46 +140,43 @@ def evaluate(backend: Backend, batch_size: int) -> tuple[float, float]:
 
 def account(p: Progress, values: np.ndarray, batch: int) -> None:
     """Add synced step results (rows of loss_sum, correct, ...) to the epoch's running totals."""
-    p.loss_sum += float(values[:, 0].sum())  # plain floats: the progress goes into checkpoints as data
+    p.loss_sum += float(values[:, 0].sum())
     p.correct += float(values[:, 1].sum())
     p.seen += len(values) * batch
 
 
-def run_epoch(backend: Backend, cfg: Config, run: RunDir, p: Progress, total_steps: int, stop: StopFlag) -> str:
-    """Train until the epoch ends, the step budget is spent, the loss is not finite, or a stop is asked."""
+def log_sync(run: RunDir, backend: Backend, bar, p: Progress, values: np.ndarray, batch: int, elapsed: float) -> None:
+    """One line of steps.jsonl per host sync, and the progress bar."""
+    n = len(values)
+    if backend.is_main:
+        run.append_steps({"step": p.step, "train_loss": values[:, 0].sum() / (n * batch),
+                          "train_acc": values[:, 1].sum() / (n * batch), "lr": backend.lr_at(p.step - 1)})
+    bar.set_postfix(loss=f"{p.loss_sum / p.seen:.3f}", acc=f"{p.correct / p.seen:.3f}", ex_s=f"{p.seen / elapsed:.0f}")
+    bar.update(n)
+
+
+def run_epoch(backend: Backend, cfg: Config, run: RunDir, p: Progress, guards: Guards, total_steps: int,
+              stop: StopFlag) -> str:
+    """Train until the epoch ends, the step budget is spent, a guard stops the run, or a stop is asked."""
     batch, steps_per_epoch = cfg.data.batch_size, batches_per_epoch(backend.n_train, cfg.data.batch_size)
     order = epoch_order(cfg.train.seed, p.epoch, backend.n_train)
     bar = progress_bar(min(steps_per_epoch, p.batch + total_steps - p.step), p.batch, cfg.run.progress,
                        f"epoch {p.epoch + 1}/{cfg.train.epochs}")
+    warn = lambda: bar.write(collapse_hint(cfg), file=sys.stderr)  # noqa: E731
     pending, start = [], time.perf_counter()
     try:
         while p.batch < steps_per_epoch and p.step < total_steps and not stop.requested:
             pending.append(backend.train_step(order[p.batch * batch:(p.batch + 1) * batch]))
             p.batch, p.step = p.batch + 1, p.step + 1
-            if len(pending) == SYNC_EVERY or p.batch == steps_per_epoch or p.step == total_steps:
-                values, n, pending = backend.fetch(pending), len(pending), []
-                if not np.isfinite(values[:, 0]).all():
-                    p.diverged = f"the loss is not finite near step {p.step}"
-                    return "diverged"
-                loss = values[:, 0].sum() / (n * batch)
-                p.blowup_syncs = p.blowup_syncs + 1 if loss > BLOWUP_FACTOR * math.log(cfg.model.num_classes) else 0
-                if p.blowup_syncs >= BLOWUP_SYNCS:
-                    p.diverged = (f"the training loss is {loss:.3g} at step {p.step}, over {BLOWUP_FACTOR:g}x chance "
-                                  f"(ln {cfg.model.num_classes} = {math.log(cfg.model.num_classes):.2f}) for "
-                                  f"{BLOWUP_SYNCS * SYNC_EVERY} steps")
-                    return "diverged"
-                account(p, values, batch)
-                if backend.is_main:
-                    run.append_steps({"step": p.step, "train_loss": values[:, 0].sum() / (n * batch),
-                                      "train_acc": values[:, 1].sum() / (n * batch), "lr": backend.lr_at(p.step - 1)})
-                p.collapsed_steps = p.collapsed_steps + n if (values[:, 2] >= 1).all() else 0
-                if p.collapsed_steps >= COLLAPSE_STEPS and not p.warned_collapse:
-                    bar.write(collapse_hint(cfg), file=sys.stderr)
-                    p.warned_collapse = True
-                elapsed = p.train_seconds + time.perf_counter() - start
-                bar.set_postfix(loss=f"{p.loss_sum / p.seen:.3f}", acc=f"{p.correct / p.seen:.3f}",
-                                ex_s=f"{p.seen / elapsed:.0f}")
-                bar.update(n)
+            if len(pending) < SYNC_EVERY and p.batch < steps_per_epoch and p.step < total_steps:
+                continue
+            values, pending = backend.fetch(pending), []
+            reason = guards.check(values, batch, p.step, cfg.model.num_classes, warn)
+            if reason is not None:
+                guards.diverged = reason
+                return "diverged"
+            account(p, values, batch)
+            log_sync(run, backend, bar, p, values, batch, p.train_seconds + time.perf_counter() - start)
         if pending:  # stopped between syncs: account for the steps already taken
             account(p, backend.fetch(pending), batch)
     finally:
@@ -171,9 +202,9 @@ def train(backend: Backend, cfg: Config, run: RunDir) -> int:
     """Run (or resume) the whole training; returns the exit code (0, 3 diverged, 130 interrupted)."""
     steps_per_epoch = batches_per_epoch(backend.n_train, cfg.data.batch_size)
     total_steps = schedule.total_steps(cfg, backend.n_train)
-    p, main = Progress(), backend.is_main
+    p, guards, main = Progress(), Guards(), backend.is_main
     if cfg.run.resume:
-        p = Progress(**backend.load_checkpoint(run.checkpoint))
+        p, guards = from_checkpoint_state(backend.load_checkpoint(run.checkpoint))
         if p.step > total_steps or p.epoch > cfg.train.epochs:
             raise UserError(f"--resume: the run in {run.path} has already taken {p.step} steps ({p.epoch} epochs); "
                             f"--epochs {cfg.train.epochs} / --max-steps {cfg.train.max_steps} would end it before "
@@ -189,29 +220,32 @@ def train(backend: Backend, cfg: Config, run: RunDir) -> int:
     status, clock = "ok", time.perf_counter()
     with StopFlag() as stop:
         while p.epoch < cfg.train.epochs and p.step < total_steps:
-            status = run_epoch(backend, cfg, run, p, total_steps, stop)
+            status = run_epoch(backend, cfg, run, p, guards, total_steps, stop)
             if status != "ok":
                 break
             end_epoch(backend, cfg, run, p, clock)
-            p = Progress(epoch=p.epoch + 1, step=p.step, total_seconds=p.total_seconds + time.perf_counter() - clock,
-                         collapsed_steps=p.collapsed_steps, warned_collapse=p.warned_collapse)
+            p = Progress(epoch=p.epoch + 1, step=p.step, total_seconds=p.total_seconds + time.perf_counter() - clock)
             clock = time.perf_counter()
-            backend.save_checkpoint(run.checkpoint, asdict(p))
+            run.check_alive()
+            backend.save_checkpoint(run.checkpoint, checkpoint_state(p, guards))
             if main:
-                plot_runs([(f"{backend.framework} {cfg.data.image_size}px", run.read_metrics())], run.curves_path)
+                curves = [(f"{backend.framework}, {cfg.data.image_size} px", run.read_metrics(), run.read_steps())]
+                run.write("curves.png", curves_png(curves))
         if status == "interrupted":
             p.total_seconds += time.perf_counter() - clock
-            backend.save_checkpoint(run.checkpoint, asdict(p))
-    return finish(backend, cfg, run, p, status)
+            run.check_alive()
+            backend.save_checkpoint(run.checkpoint, checkpoint_state(p, guards))
+    return finish(backend, cfg, run, p, guards, status)
 
 
-def finish(backend: Backend, cfg: Config, run: RunDir, p: Progress, status: str) -> int:
+def finish(backend: Backend, cfg: Config, run: RunDir, p: Progress, guards: Guards, status: str) -> int:
     code = {"ok": 0, "diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}[status]
     if not backend.is_main:
         return code
     metrics = run.read_metrics()
     last = metrics[-1] if metrics else {}
     if status == "ok":
+        run.check_alive()
         backend.save_weights(run.path / "weights.safetensors")
     summary = {"framework": backend.framework, "device": backend.device_name, "precision": cfg.run.precision,
                "param_count": backend.param_count, "epochs": len(metrics), "steps": p.step,
@@ -222,7 +256,7 @@ def finish(backend: Backend, cfg: Config, run: RunDir, p: Progress, status: str)
     if status == "diverged":
         kept = (f"the last checkpoint, from before the divergence, is kept in {run.path}" if run.checkpoint.exists()
                 else "no checkpoint was written (it diverged in its first epoch)")
-        print(f"diverged: {p.diverged} (lr {backend.lr_at(max(p.step - 1, 0)):.3g}); lower --lr, or add "
+        print(f"diverged: {guards.diverged} (lr {backend.lr_at(max(p.step - 1, 0)):.3g}); lower --lr, or add "
               f"--warmup-steps or --clip-grad-norm; {kept}", file=sys.stderr)
     elif status == "interrupted":
         print(f"interrupted at epoch {p.epoch + 1}, step {p.step}: checkpoint written; continue with "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from shared.arch import POOL_KERNEL, POOL_STRIDE, NiNSpec, conv_out
+from shared.arch import Block, Dropout, GlobalAvgPool, Linear, MaxPool, NiNSpec, conv_out
 from shared.errors import UserError
 
 BYTES_PER_FLOAT = 4
@@ -40,23 +40,25 @@ def _row(name: str, shape: tuple[int, ...], params: int = 0, macs: int = 0) -> L
 
 
 def layer_table(spec: NiNSpec, image_size: int) -> list[LayerRow]:
-    """One row per layer that has a name in both frameworks' taps, in forward order."""
-    rows, size = [], image_size
-    for b, block in enumerate(spec.blocks):
-        if b > 0:
-            size = conv_out(size, POOL_KERNEL, POOL_STRIDE, 0)
-            rows.append(_row(f"pool{b - 1}", (block[0].in_channels, size, size)))
-        for c in block:
-            size = conv_out(size, c.kernel, c.stride, c.padding)
-            params = c.out_channels * (c.in_channels * c.kernel**2 + 1)
-            macs = c.out_channels * size * size * c.in_channels * c.kernel**2
-            rows.append(_row(c.name, (c.out_channels, size, size), params, macs))
-    channels = spec.blocks[-1][-1].out_channels
-    if spec.head == "gap":
-        rows.append(_row("gap", (channels,)))
-    else:
-        macs = spec.fc_in * spec.num_classes
-        rows.append(_row("fc", (spec.num_classes,), macs + spec.num_classes, macs))
+    """One row per layer, named as in both frameworks' taps, in forward order."""
+    rows, channels, size = [], spec.in_channels, image_size
+    for layer in spec.layers:
+        match layer:
+            case Block(convs=convs):
+                for c in convs:
+                    size, channels = conv_out(size, c.kernel, c.stride, c.padding), c.out_channels
+                    macs = c.out_channels * size * size * c.in_channels * c.kernel**2
+                    rows.append(_row(c.name, (channels, size, size), c.out_channels * (c.in_channels * c.kernel**2 + 1),
+                                     macs))
+            case MaxPool(kernel=kernel, stride=stride):
+                size = conv_out(size, kernel, stride, 0)
+                rows.append(_row(layer.name, (channels, size, size)))
+            case Dropout():
+                rows.append(_row(layer.name, (channels, size, size)))
+            case GlobalAvgPool():
+                rows.append(_row(layer.name, (channels,)))
+            case Linear(in_features=n_in, out_features=n_out):
+                rows.append(_row(layer.name, (n_out,), n_in * n_out + n_out, n_in * n_out))
     return rows
 
 
@@ -76,20 +78,22 @@ def xla_style_flops(spec: NiNSpec, image_size: int) -> int:
     2 per multiply-add but only for the window taps over real input (taps on the zero padding of the 5x5
     and 3x3 convs are not counted), plus 1 per bias add, 1 per ReLU, 8 compares per 3x3 max-pool output,
     and one add per input element of the mean (global average pooling)."""
-    total, size = 0, image_size
-    for b, block in enumerate(spec.blocks):
-        if b > 0:
-            size = conv_out(size, POOL_KERNEL, POOL_STRIDE, 0)
-            total += (POOL_KERNEL**2 - 1) * block[0].in_channels * size * size
-        for c in block:
-            taps = _valid_taps(size, c.kernel, c.stride, c.padding)
-            size = conv_out(size, c.kernel, c.stride, c.padding)
-            total += 2 * c.out_channels * c.in_channels * taps * taps
-            total += c.out_channels * size * size * (2 if c.relu else 1)
-    if spec.head == "fc":
-        total += 2 * spec.fc_in * spec.num_classes + spec.num_classes
-    else:
-        total += spec.num_classes * size * size
+    total, channels, size = 0, spec.in_channels, image_size
+    for layer in spec.layers:
+        match layer:
+            case Block(convs=convs):
+                for c in convs:
+                    taps = _valid_taps(size, c.kernel, c.stride, c.padding)
+                    size, channels = conv_out(size, c.kernel, c.stride, c.padding), c.out_channels
+                    total += 2 * c.out_channels * c.in_channels * taps * taps
+                    total += c.out_channels * size * size * (2 if c.relu else 1)
+            case MaxPool(kernel=kernel, stride=stride):
+                size = conv_out(size, kernel, stride, 0)
+                total += (kernel**2 - 1) * channels * size * size
+            case GlobalAvgPool():
+                total += channels * size * size
+            case Linear(in_features=n_in, out_features=n_out):
+                total += 2 * n_in * n_out + n_out
     return total
 
 
@@ -97,7 +101,7 @@ def memory_estimate(spec: NiNSpec, image_size: int, batch_size: int, optimizer_s
     """Rough fp32 memory for a batch: inference keeps two activations alive, training keeps all of them."""
     rows = layer_table(spec, image_size)
     param_bytes = BYTES_PER_FLOAT * totals(rows)["params"]
-    input_bytes = BYTES_PER_FLOAT * spec.blocks[0][0].in_channels * image_size**2
+    input_bytes = BYTES_PER_FLOAT * spec.in_channels * image_size**2
     acts = [input_bytes] + [r.activation_bytes for r in rows]
     peak_pair = max(a + b for a, b in zip(acts, acts[1:], strict=False))
     return {

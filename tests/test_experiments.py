@@ -129,7 +129,7 @@ def test_recipe_section_reads_the_recipe_runs(tmp_path):
         run.mkdir(parents=True)
         (run / "summary.json").write_text(json.dumps({"test_acc": acc, "train_acc": 0.95, "test_loss": 0.5,
                                                       "epochs": 2, "seconds": 600.0}))
-        rows = [{"epoch": e, "train_loss": 1 / e, "test_loss": 1 / e, "train_acc": 0.9, "test_acc": acc}
+        rows = [{"epoch": e, "step": 10 * e, "train_loss": 1 / e, "test_loss": 1 / e, "train_acc": 0.9, "test_acc": acc}
                 for e in (1, 2)]
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         side = {"test_acc": acc, "dead_classes": []}

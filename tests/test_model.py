@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import nin_flax.model as fm
 import nin_torch.model as tm
+from nin_flax.kernels import strided_max_pool
 from nin_flax.weights import state_of as flax_state
 from shared.arch import min_image_size, nin_spec
 from shared.config import ModelConfig
@@ -133,12 +134,13 @@ def test_strided_max_pool_is_xlas_pool_bit_for_bit():
     x[:, :4, :4, :] = 0.5  # windows with tied maxima
     x[:, 6:, 6:, :] = 0.0  # and all-zero ones, as after a ReLU
     reference = lambda x: nnx.max_pool(x, (3, 3), strides=(2, 2))  # noqa: E731
+    strided = lambda x: strided_max_pool(x, 3, 2)  # noqa: E731
     weights = jnp.asarray(np.random.default_rng(1).random((2, 5, 5, 3), dtype=np.float32))
-    for pool in (reference, fm.strided_max_pool):
+    for pool in (reference, strided):
         assert pool(jnp.asarray(x)).shape == (2, 5, 5, 3)
-    assert jnp.array_equal(reference(x), fm.strided_max_pool(x))
+    assert jnp.array_equal(reference(x), strided(x))
     grad = lambda pool: np.asarray(jax.grad(lambda x: (pool(x) * weights).sum())(jnp.asarray(x)))  # noqa: E731
-    expected, got = grad(reference), grad(fm.strided_max_pool)
+    expected, got = grad(reference), grad(strided)
     assert np.array_equal(expected != 0, got != 0)  # the same element of every window takes the gradient
     np.testing.assert_allclose(got, expected, rtol=1e-6)  # sums over overlapping windows: in another order
 

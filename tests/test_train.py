@@ -82,6 +82,59 @@ def test_resume_after_a_kill_ends_with_the_same_weights(framework, sig, tmp_path
     assert strip(metrics(full)) == strip(metrics(cut))
 
 
+# 64 steps per epoch: host syncs at steps 20, 40, 60, 64, then 84, 104, 124, 128 in epoch 2
+MID = ["--preset", "smoke", "--train-limit", "2048", "--batch-size", "32", "--test-limit", "128", "--epochs", "3",
+       "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    runs = {}
+
+    def run(framework: str):
+        if framework not in runs:
+            out = tmp_path_factory.mktemp(f"full-{framework}")
+            assert train(framework, out, *MID).returncode == 0
+            runs[framework] = out
+        return runs[framework]
+
+    return run
+
+
+def steps_logged(out) -> list[int]:
+    path = out / "steps.jsonl"
+    return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.endswith("}")] \
+        if path.exists() else []
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stopped_mid_epoch_after_host_syncs_resumes_bit_exact(framework, sig, uninterrupted, tmp_path):
+    """Ctrl-C or SIGTERM in the middle of epoch 2, after its first host sync (when the progress counters hold
+    values read back from the device): the checkpoint loads again and the resumed run ends with the weights and
+    metrics of the uninterrupted one."""
+    full, cut = uninterrupted(framework), tmp_path / "cut"
+    with open(tmp_path / "cut.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", f"nin_{framework}.train", *MID, "--out", str(cut)],
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 300
+        while 84 not in steps_logged(cut) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=120) == 130, (tmp_path / "cut.log").read_text()
+    summary = json.loads((cut / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 84 <= summary["steps"] < 128, summary  # mid-epoch 2
+    resumed = train(framework, cut, "--resume", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {cut} at epoch 2, batch {summary['steps'] - 64}" in resumed.stdout
+    a, b = weights(full), weights(cut)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    metrics = lambda d: [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    strip = lambda rows: [{k: r[k] for k in ("epoch", "step", "train_loss", "train_acc", "test_acc")}  # noqa: E731
+                          for r in rows]
+    assert strip(metrics(full)) == strip(metrics(cut))
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_same_seed_same_metrics(framework, tmp_path):
     args = [*TINY, "--epochs", "1"]
