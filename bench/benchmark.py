@@ -10,7 +10,6 @@ process that builds the same trainer and takes a few steps.
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from compare.backends import FRAMEWORKS, make_backend
 from shared.arch import check_image_size, nin_spec
 from shared.config import ArgumentParser, Config
 from shared.errors import run_cli
-from shared.files import atomic_write, check_writable
+from shared.files import atomic_write, check_writable, json_text
 from shared.summary import layer_table, totals
 
 
@@ -174,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
                            args.peak_tflops)
     print_table(result)
     if args.json:
-        atomic_write(Path(args.json), json.dumps(result, indent=2))
+        atomic_write(Path(args.json), json_text(result, indent=2))
 
 
 if __name__ == "__main__":

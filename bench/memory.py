@@ -17,7 +17,7 @@ import numpy as np
 from shared.cli import add_config_flags, config_from_args
 from shared.config import ArgumentParser
 from shared.errors import run_cli
-from shared.files import atomic_write, check_writable
+from shared.files import atomic_write, check_writable, json_text
 
 STEPS = 3
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     result = measure(args.framework, args.kind, cfg)
     print(json.dumps(result))
     if args.json:
-        atomic_write(Path(args.json), json.dumps(result, indent=2))
+        atomic_write(Path(args.json), json_text(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ input, the ReLU zeroes it and no gradient reaches it again), or it is never pred
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 from shared.config import ArgumentParser
 from shared.data import CLASS_NAMES, load_split
 from shared.errors import run_cli
-from shared.files import atomic_write, check_writable, save_figure
+from shared.files import atomic_write, check_writable, json_text, save_figure
 
 FRAMEWORK_CHOICES = ("torch", "flax", "both")
 DEAD_ZERO_FRACTION = 0.99
@@ -49,13 +48,17 @@ def confusion(pred: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Accuracy and loss, and per class (only the classes that have test images: a class without any is absent,
+    neither NaN nor dead) its accuracy and whether it is dead."""
     pred = logits.argmax(1)
     zero = (logits == 0).mean(axis=0)
-    per_class = {name: float((pred[labels == c] == c).mean()) for c, name in enumerate(CLASS_NAMES)}
-    dead = [name for c, name in enumerate(CLASS_NAMES) if zero[c] >= DEAD_ZERO_FRACTION or not (pred == c).any()]
-    return {"test_acc": float((pred == labels).mean()), "test_loss": cross_entropy(logits, labels),
+    present = [c for c in range(len(CLASS_NAMES)) if (labels == c).any()]
+    per_class = {CLASS_NAMES[c]: float((pred[labels == c] == c).mean()) for c in present}
+    dead = [CLASS_NAMES[c] for c in present if zero[c] >= DEAD_ZERO_FRACTION or not (pred == c).any()]
+    loss = cross_entropy(logits, labels)
+    return {"test_acc": float((pred == labels).mean()), "test_loss": loss if np.isfinite(loss) else None,
             "per_class": per_class, "dead_classes": dead,
-            "zero_logit_fraction": {name: float(zero[c]) for c, name in enumerate(CLASS_NAMES)},
+            "zero_logit_fraction": {CLASS_NAMES[c]: float(zero[c]) for c in present},
             "confusion": confusion(pred, labels).tolist()}
 
 
@@ -104,8 +107,9 @@ def print_report(report: dict[str, Any], frameworks: list[str]) -> None:
     print(f"{report['weights']} on {report['test_examples']} test images")
     print(f"  {'':<12}" + "".join(f"{fw:>10}" for fw in frameworks))
     for key in ("test_acc", "test_loss"):
-        print(f"  {key:<12}" + "".join(f"{report[fw][key]:>10.4f}" for fw in frameworks))
-    for name in CLASS_NAMES:
+        print(f"  {key:<12}" + "".join(f"{report[fw][key]:>10.4f}" if report[fw][key] is not None else f"{'-':>10}"
+                                       for fw in frameworks))
+    for name in report[frameworks[0]]["per_class"]:
         print(f"  {name:<12}" + "".join(f"{report[fw]['per_class'][name]:>10.3f}" for fw in frameworks))
     for fw in frameworks:
         print(f"  {fw} dead classes: {', '.join(report[fw]['dead_classes']) or 'none'}")
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     plot_confusion(report, frameworks, png)
     print(f"  confusion matrix: {png}")
     if args.json:
-        atomic_write(Path(args.json), json.dumps(report, indent=2))
+        atomic_write(Path(args.json), json_text(report, indent=2))
 
 
 if __name__ == "__main__":

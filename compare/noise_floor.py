@@ -10,7 +10,6 @@ frameworks is of the size of the distance a one-ulp nudge makes within one frame
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from shared.cli import add_config_flags, config_from_args
 from shared.config import ArgumentParser, Config
 from shared.data import epoch_order
 from shared.errors import run_cli
-from shared.files import atomic_write, check_writable, save_figure
+from shared.files import atomic_write, check_writable, json_text, save_figure
 from shared.loop import evaluate, progress_bar
 from shared.weights import State
 
@@ -149,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
           ", ".join(f"{n} {result['test_acc'][n][-1]:.4f}" for n in RUNS))
     print(result["verdict"])
     if json_path:
-        atomic_write(json_path, json.dumps(result, indent=2))
+        atomic_write(json_path, json_text(result, indent=2))
     if plot_path:
         plot(result, plot_path)
     return 0

@@ -13,7 +13,6 @@ Exit 0 when every check is within tolerance, 1 when one is not, 2 on bad input.
 from __future__ import annotations
 
 import copy
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +25,9 @@ from shared.cli import add_config_flags, config_from_args
 from shared.config import CHOICES, ArgumentParser, Config
 from shared.data import epoch_order
 from shared.errors import run_cli
-from shared.files import atomic_write, check_writable
-from shared.summary import layer_table, totals
+from shared.files import atomic_write, check_writable, json_text
+from shared.runtime import host_available_memory
+from shared.summary import check_fits_memory, layer_table, totals
 from shared.validate import validate
 from shared.weights import State, apply_saved_config, flax_to_canonical, load_for, load_portable
 
@@ -285,12 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg.run.precision, cfg.run.device = args.precision, args.device
     if args.weights:
         cfg = validate(apply_saved_config(cfg, load_portable(args.weights)[1]))
+    check_fits_memory(nin_spec(cfg.model, cfg.data.image_size), cfg.data.image_size, args.batch,
+                      host_available_memory(), "this machine")
     if args.json:
         check_writable(Path(args.json))
     report = run_parity(cfg, args.batch, args.steps, args.weights, args.device)
     print_report(report)
     if args.json:
-        atomic_write(Path(args.json), json.dumps(report, indent=2))
+        atomic_write(Path(args.json), json_text(report, indent=2))
     return 0 if report["ok"] else 1
 
 

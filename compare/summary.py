@@ -3,15 +3,15 @@ analytic (shared.summary) beside what torch and flax report for the models they 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from shared.arch import min_image_size, nin_spec
 from shared.cli import add_config_flags, config_from_args
 from shared.config import ArgumentParser, Config
 from shared.errors import run_cli
-from shared.files import atomic_write, check_writable
+from shared.files import atomic_write, check_writable, json_text
 from shared.summary import layer_table, memory_estimate, totals, xla_style_flops
+from shared.weights import check_inference_fits
 
 
 def _layer_params(named: dict[str, int]) -> dict[str, int]:
@@ -119,10 +119,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.json:
         check_writable(Path(args.json))
-    summary = summarize(config_from_args(args))
+    cfg = config_from_args(args)
+    # it runs one image through both frameworks
+    check_inference_fits(cfg.model, cfg.data.image_size, 1, "the", "lower --image-size or --widths")
+    summary = summarize(cfg)
     print_table(summary)
     if args.json:
-        atomic_write(Path(args.json), json.dumps(summary, indent=2))
+        atomic_write(Path(args.json), json_text(summary, indent=2))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 from experiments.grid import FRAMEWORKS, Cell, Protocol, cell_config
 from shared.arch import nin_spec
 from shared.config import ModelConfig
+from shared.errors import UserError, first_line
 from shared.files import read_jsonl
 from shared.summary import layer_table, memory_estimate, totals
 
@@ -78,8 +79,15 @@ def load_run(path: Path) -> Run | None:
     if not summary.exists():
         return None
     framework, seed = path.name.rsplit("-seed", 1)
-    return Run(framework, int(seed), json.loads(summary.read_text()), read_jsonl(path / "steps.jsonl"),
-               read_jsonl(path / "metrics.jsonl"))
+    try:
+        loaded = json.loads(summary.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{summary} is damaged ({first_line(e)}); delete that run folder so that the grid runs it "
+                        f"again, or restore the file") from None
+    if not isinstance(loaded, dict) or "status" not in loaded:
+        raise UserError(f"{summary} is damaged (not a run's summary); delete that run folder so that the grid runs "
+                        f"it again, or restore the file")
+    return Run(framework, int(seed), loaded, read_jsonl(path / "steps.jsonl"), read_jsonl(path / "metrics.jsonl"))
 
 
 def load_cell(root: Path, protocol: Protocol, cell: Cell) -> CellRuns:

@@ -44,8 +44,12 @@ def run_path(root: Path, protocol: str, cell: str, framework: str, seed: int) ->
 
 
 def run_status(path: Path) -> str | None:
-    summary = path / "summary.json"
-    return json.loads(summary.read_text())["status"] if summary.exists() else None
+    """How the run in `path` ended: None if it has not (a summary torn by a crash counts as not ended)."""
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return summary.get("status") if isinstance(summary, dict) else None
 
 
 def train_command(protocol: Protocol, cell: Cell, framework: str, seed: int, out: Path) -> list[str]:

@@ -39,7 +39,7 @@ from shared.augment import step_params
 from shared.config import Config
 from shared.dropout import dropout_shape, step_mask
 from shared.errors import UserError, first_line
-from shared.files import atomic_write, fresh_folder, swap_in
+from shared.files import atomic_write, fresh_folder, remove_own, swap_in
 from shared.runtime import keep_freed_memory
 from shared.schedule import lr_factor, total_steps
 from shared.summary import check_fits_memory
@@ -180,17 +180,23 @@ class FlaxBackend:
 
     def save_checkpoint(self, path: Path, progress: dict) -> None:
         """orbax into a fresh folder (every process takes part), then swapped in by process 0: a crash never
-        leaves a half-written checkpoint."""
+        leaves a half-written checkpoint. Written synchronously, so that a failed write (a full disk) is one
+        error here, not a stream of tracebacks from orbax's threads."""
         import orbax.checkpoint as ocp
 
         fresh = fresh_folder(path) if self.is_main else path.with_name(f".{path.name}.new")
         sync_processes("checkpoint-start")
-        checkpointer = ocp.StandardCheckpointer()
-        checkpointer.save(fresh.resolve() / "state", _keys_to_data(self._pure_state()))
-        checkpointer.wait_until_finished()
+        with ocp.Checkpointer(ocp.StandardCheckpointHandler()) as checkpointer:
+            try:
+                state = ocp.args.StandardSave(_keys_to_data(self._pure_state()))
+                checkpointer.save(fresh.resolve() / "state", args=state)
+            except (OSError, ValueError) as e:  # tensorstore reports a full or read-only disk as ValueError
+                remove_own(fresh)
+                raise UserError(f"cannot write the checkpoint {path}: {first_line(e)[-160:]}; free some space or "
+                                f"choose another --out") from None
         sync_processes("checkpoint-written")
         if self.is_main:
-            atomic_write(fresh / "progress.json", json.dumps(progress))
+            atomic_write(fresh / "progress.json", json.dumps(progress), make_parents=False, own=True)
             swap_in(fresh, path)
         sync_processes("checkpoint-swapped")
 

@@ -15,7 +15,7 @@ from nin_torch.model import build_model
 from nin_torch.weights import load_into
 from shared.errors import run_cli
 from shared.images import predict
-from shared.weights import recorded_model
+from shared.weights import check_inference_fits, recorded_model
 
 FRAMEWORK = "torch"
 BATCH = 500
@@ -24,6 +24,7 @@ BATCH = 500
 def load_model(path: str | Path) -> tuple[torch.nn.Module, int, bool]:
     """(model in eval mode, image size, normalize) as recorded in a portable weights file."""
     cfg, size, normalize = recorded_model(path)
+    check_inference_fits(cfg, size, BATCH, "the weights file's")
     model = build_model(cfg, size)
     load_into(model, path, cfg, size, normalize)
     return model.eval(), size, normalize

@@ -145,7 +145,14 @@ def field_type(cls: type, name: str) -> tuple[type, bool]:
     return base, optional
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def coerce_value(section: str, name: str, value: Any) -> Any:
+    """A value from a flag, a TOML file or a saved config as the field's type, strictly: no bool for a number,
+    no float for an int (256.7 is not a width, 4.0 not an epoch count), no number or bool for a text or a path;
+    a string from the command line is parsed."""
     base, optional = field_type(SECTIONS[section], name)
     if value is None:
         if optional:
@@ -154,16 +161,28 @@ def coerce_value(section: str, name: str, value: Any) -> Any:
     try:
         if base is tuple:
             items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple) or not all(_is_int(v) or isinstance(v, str) for v in items):
+                raise ValueError
             return tuple(int(v) for v in items)
         if base is bool:
             if isinstance(value, bool):
                 return value
             raise ValueError
-        if base is int and isinstance(value, float) and not value.is_integer():
+        if base is int:
+            if _is_int(value) or isinstance(value, str):
+                return int(value)
+            raise ValueError
+        if base is float:
+            if (_is_int(value) or isinstance(value, float)) or isinstance(value, str):
+                return float(value)
+            raise ValueError
+        if not isinstance(value, str):
             raise ValueError
         return base(value)
     except (TypeError, ValueError):
-        raise UserError(f"{section}.{name}: {value!r} is not a valid {base.__name__}") from None
+        kind = {tuple: "list of integers", int: "integer", float: "number", bool: "true or false",
+                str: "text"}.get(base, base.__name__)
+        raise UserError(f"{section}.{name}: {value!r} is not a valid {kind}") from None
 
 
 def _unknown_key(where: str, key: str, known: list[str]) -> UserError:
@@ -189,9 +208,13 @@ def apply_overrides(cfg: Config, overrides: dict[str, dict[str, Any]], where: st
 
 
 def load_toml(path: str | Path) -> dict[str, dict[str, Any]]:
+    from shared.files import path_kind
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file {path} does not exist; pass an existing .toml file to --config")
+    kind = path_kind(path)
+    if kind != "file":
+        what = "does not exist" if kind == "missing" else f"is {kind}, not a file"
+        raise UserError(f"config file {path} {what}; pass an existing .toml file to --config")
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.errors import UserError, run_cli
+from shared.files import path_kind
 
 # sha256 of the DECOMPRESSED files (Debian's .gz differ from upstream's in the gzip header only).
 SHA256 = {
@@ -63,11 +64,16 @@ def _has_all_files(folder: Path) -> bool:
 
 def locate_data_dir(data_dir: str | None = None) -> Path:
     """--data-dir, then $NIN_DATA_DIR, then ./data/fashion-mnist, then Debian's dataset-fashion-mnist."""
-    explicit = data_dir or os.environ.get("NIN_DATA_DIR")
+    explicit = data_dir if data_dir is not None else os.environ.get("NIN_DATA_DIR")
+    if explicit is not None and not explicit.strip():
+        raise UserError(f"the data dir is empty ({'--data-dir' if data_dir is not None else '$NIN_DATA_DIR'} \"\"); "
+                        f"give the folder with the Fashion-MNIST files, or leave it out to use the default folders")
     if explicit:
         folder = Path(explicit)
-        if not folder.is_dir():
-            raise UserError(f"data dir {folder} does not exist; {INSTALL_HINT}")
+        kind = path_kind(folder)
+        if kind != "a folder":
+            what = "does not exist" if kind == "missing" else f"is {'a file' if kind == 'file' else kind}, not a folder"
+            raise UserError(f"data dir {folder} {what}; {INSTALL_HINT}")
         missing = [name for name in SHA256 if not _file_in(folder, name)]
         if missing:
             raise UserError(f"{folder} lacks {', '.join(missing)} (.gz or not); {INSTALL_HINT}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import signal
 import sys
@@ -44,6 +45,13 @@ def run_cli(main: F) -> F:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
+        except OSError as e:
+            if e.errno != errno.ENAMETOOLONG:
+                raise
+            name = str(e.filename or "a path")
+            print(f"error: {name[:60]}{'...' if len(name) > 60 else ''} is too long a path ({len(name)} characters); "
+                  f"use a shorter one", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
         finally:
             if main_thread:
                 signal.signal(signal.SIGTERM, previous)

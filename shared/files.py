@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import math
 import os
 import shutil
 import stat
@@ -195,10 +196,26 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def finite_or_none(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None (JSON has no NaN), recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def json_text(value: Any, **kwargs) -> str:
+    """Valid JSON always: a non-finite float becomes null."""
+    return json.dumps(finite_or_none(value), allow_nan=False, **kwargs)
+
+
 def append_jsonl(path: Path, row: dict[str, Any]) -> None:
     with open_own(path) as f:
         try:
-            f.write(json.dumps(row) + "\n")
+            f.write(json_text(row) + "\n")
             f.flush()
             os.fsync(f.fileno())
         except OSError as e:

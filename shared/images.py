@@ -1,10 +1,12 @@
 """Your own pictures as Fashion-MNIST examples, and the predictions printed the same way by both frameworks
 (`python -m nin_torch.predict` / `python -m nin_flax.predict`).
 
-Fashion-MNIST is a light object on a black background, centred in 28 x 28. A picture is made grayscale,
-inverted when its background is light (a product photo on white), padded to a square with black, and shrunk to
-28 px with antialiasing; the trained preprocessing (resize to the model's size, normalisation) then runs in
-the framework, as for the test set.
+Fashion-MNIST is a light object on a black background, centred in 28 x 28. A picture is turned upright (its
+EXIF orientation), made grayscale as a person sees it (16-bit images scaled, transparency composited onto
+white, an animation's first frame), inverted when its background is light (a product photo on white), padded
+to a square with black, and shrunk to 28 px with antialiasing; the trained preprocessing (resize to the model's
+size, normalisation) then runs in the framework, as for the test set. Pictures over 10,000 px on a side or
+longer than 20:1 are refused before they are decoded.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from shared.data import CLASS_NAMES
-from shared.errors import UserError
+from shared.errors import UserError, first_line
+from shared.files import path_kind
 
 SOURCE_SIZE = 28
 LIGHT_BACKGROUND = 128  # a border brighter than this on average is a light background: the image is inverted
+MAX_SIDE, MAX_ASPECT = 10_000, 20  # checked from the header, before any pixel is decoded
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "nin-fashion-mnist-best.safetensors"
 
 
@@ -34,24 +38,64 @@ def _border_mean(gray: np.ndarray) -> float:
     return float(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]).mean())
 
 
-def prepare_image(path: str | Path) -> Prepared:
-    """Any image PIL reads (PNG, JPEG, ...) -> a 28 x 28 uint8 Fashion-MNIST-like example."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
+def check_image_path(path: Path) -> None:
+    kind = path_kind(path)
+    if kind == "missing":
         raise UserError(f"image {path} does not exist")
+    if kind != "file":
+        raise UserError(f"image {path} is {kind}, not an image file; give a PNG, JPEG or other image file")
     if path.stat().st_size == 0:
         raise UserError(f"image {path} is an empty file")
+
+
+def check_geometry(path: Path, width: int, height: int) -> None:
+    """Before a pixel is decoded: the padded square must be allocatable, and the picture a picture."""
+    if min(width, height) == 0:
+        raise UserError(f"image {path} has no pixels ({width}x{height})")
+    if max(width, height) > MAX_SIDE:
+        raise UserError(f"image {path} is {width}x{height} px; its longest side may be at most {MAX_SIDE:,} px "
+                        f"(it is padded to a square before it is shrunk to 28 px): scale it down first")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise UserError(f"image {path} is {width}x{height} px, more than {MAX_ASPECT}:1; a Fashion-MNIST item "
+                        f"fills a square: crop it to the item first")
+
+
+def to_gray(image) -> np.ndarray:
+    """uint8 grayscale as a person sees the picture: 16-bit and float modes scaled (not clipped), transparent
+    pixels composited onto white (as a page shows them), colour by luminance."""
+    from PIL import Image
+
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image, dtype=np.int64)
+        if image.mode == "I" and values.max(initial=0) <= 255:  # 8-bit data in a 32-bit mode
+            return np.clip(values, 0, 255).astype(np.uint8)
+        return ((np.clip(values, 0, 65535) + 128) // 257).astype(np.uint8)  # 16 -> 8 bit, inverse of v * 257
+    if image.mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        scale = 255.0 if values.max(initial=0.0) <= 1.0 else 1.0
+        return np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode in ("P", "L", "RGB") and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def prepare_image(path: str | Path) -> Prepared:
+    """Any image PIL reads (PNG, JPEG, ...) -> a 28 x 28 uint8 Fashion-MNIST-like example: upright as its EXIF
+    orientation says, an animation by its first frame."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    check_image_path(path)
     try:
         with Image.open(path) as opened:
-            opened.load()
-            image = opened.convert("L")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise UserError(f"{path} is not an image PIL can read (PNG, JPEG, ...): {e}") from None
-    gray = np.asarray(image, dtype=np.uint8)
-    if min(gray.shape) == 0:
-        raise UserError(f"image {path} has no pixels")
+            check_geometry(path, *opened.size)
+            opened.seek(0)
+            image = ImageOps.exif_transpose(opened)
+            gray = to_gray(image)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise UserError(f"{path} is not an image PIL can read (PNG, JPEG, ...): {first_line(e)}") from None
     inverted = _border_mean(gray) > LIGHT_BACKGROUND
     if inverted:
         gray = 255 - gray

@@ -138,6 +138,13 @@ def evaluate(backend: Backend, batch_size: int) -> tuple[float, float]:
     return totals[0] / backend.n_test, totals[1] / backend.n_test
 
 
+def checkpoint_bytes(cfg: Config, param_count: int) -> int:
+    """A generous estimate of one checkpoint on disk: the weights and the optimizer's slots in float32, with room
+    for a second copy while the new one is written (and for the weights file at the end)."""
+    slots = {"sgd": 0, "momentum": 1}.get(cfg.train.optimizer, 2)
+    return int(4 * param_count * (1 + slots) * 2.2) + 2**20
+
+
 def account(p: Progress, values: np.ndarray, batch: int) -> None:
     """Add synced step results (rows of loss_sum, correct, ...) to the epoch's running totals."""
     p.loss_sum += float(values[:, 0].sum())
@@ -212,6 +219,7 @@ def train(backend: Backend, cfg: Config, run: RunDir) -> int:
         if main:
             run.keep_metrics_through(p.epoch, p.step)
             print(f"resuming {run.path} at epoch {p.epoch + 1}, batch {p.batch}, step {p.step}")
+    run.check_space(checkpoint_bytes(cfg, backend.param_count))
     if main:
         run.write_config(cfg, backend.framework)
         print(f"{backend.framework}: NiN with {backend.param_count:,} params on {backend.device_name}, "
@@ -227,6 +235,7 @@ def train(backend: Backend, cfg: Config, run: RunDir) -> int:
             p = Progress(epoch=p.epoch + 1, step=p.step, total_seconds=p.total_seconds + time.perf_counter() - clock)
             clock = time.perf_counter()
             run.check_alive()
+            run.check_space(checkpoint_bytes(cfg, backend.param_count))
             backend.save_checkpoint(run.checkpoint, checkpoint_state(p, guards))
             if main:
                 curves = [(f"{backend.framework}, {cfg.data.image_size} px", run.read_metrics(), run.read_steps())]

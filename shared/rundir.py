@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.config import Config
 from shared.errors import UserError
-from shared.files import append_jsonl, atomic_write, open_own, path_kind, read_jsonl, remove_own
+from shared.files import append_jsonl, atomic_write, json_text, open_own, path_kind, read_jsonl, remove_own
 
 STEP_KEYS = ("step", "train_loss", "train_acc", "lr")  # steps.jsonl: one line per host sync (SYNC_EVERY steps)
 METRIC_KEYS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "examples_per_sec", "lr",
@@ -134,6 +134,15 @@ class RunDir:
             return False
         return self._identity is None or (info.st_dev, info.st_ino) == self._identity
 
+    def check_space(self, need_bytes: int) -> None:
+        """Refuse a write that cannot fit before it starts, rather than leave it half-done on a full disk."""
+        if not self.main:
+            return
+        free = shutil.disk_usage(self.path).free
+        if free < need_bytes:
+            raise UserError(f"the run folder {self.path} has {free / 2**20:.1f} MiB free, and this run's checkpoint "
+                            f"needs about {need_bytes / 2**20:.1f} MiB; free some space or choose another --out")
+
     def check_alive(self) -> None:
         """Before every write: a run whose folder was removed or replaced stops, writing nothing elsewhere."""
         if self.main and not self.alive():
@@ -178,4 +187,4 @@ class RunDir:
         append_jsonl(self.steps_path, {k: row[k] for k in STEP_KEYS})
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        self.write("summary.json", json.dumps(summary, indent=2))
+        self.write("summary.json", json_text(summary, indent=2))

@@ -113,13 +113,23 @@ def memory_estimate(spec: NiNSpec, image_size: int, batch_size: int, optimizer_s
 
 
 def check_fits_memory(spec: NiNSpec, image_size: int, batch_size: int, available_bytes: int | None,
-                      where: str) -> None:
-    """Refuse, before anything is allocated, a training step that cannot fit: the analytic estimate (weights,
-    gradients, two optimizer slots, every activation kept for the backward pass) exceeds what is free."""
+                      where: str, kind: str = "training") -> None:
+    """Refuse, before anything is allocated, a step that cannot fit: the analytic estimate (for training: weights,
+    gradients, two optimizer slots, every activation kept for the backward pass; for inference: the weights and
+    two activations) exceeds what is free. The message names what to lower: the widths when the weights alone
+    do not fit, else the image size or the batch."""
     if available_bytes is None:
         return
-    need = memory_estimate(spec, image_size, batch_size, optimizer_slots=2)["training_bytes"]
-    if need > available_bytes:
-        raise UserError(f"--image-size {image_size} at --batch-size {batch_size} needs about {need / 2**30:.1f} GiB "
-                        f"for one training step (analytic estimate), more than the {available_bytes / 2**30:.1f} GiB "
-                        f"free on {where}; lower --image-size or --batch-size")
+    estimate = memory_estimate(spec, image_size, batch_size, optimizer_slots=2)
+    need = estimate["training_bytes" if kind == "training" else "inference_bytes"]
+    if need <= available_bytes:
+        return
+    weights = estimate["param_bytes"] * (4 if kind == "training" else 1)
+    step = f"one {kind} step" if kind == "training" else "inference"
+    if weights > available_bytes / 2:
+        params = estimate["param_bytes"] // BYTES_PER_FLOAT
+        raise UserError(f"a network of {params:,} parameters needs about {need / 2**30:.1f} GiB for {step}, more than "
+                        f"the {available_bytes / 2**30:.1f} GiB free on {where}; lower --widths or --last-width")
+    raise UserError(f"--image-size {image_size} at batch {batch_size} needs about {need / 2**30:.1f} GiB for {step} "
+                    f"(analytic estimate), more than the {available_bytes / 2**30:.1f} GiB free on {where}; lower "
+                    f"--image-size or --batch-size")

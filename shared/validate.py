@@ -7,7 +7,7 @@ from dataclasses import fields
 from typing import Any
 
 from shared.arch import check_image_size
-from shared.config import CHOICES, MAX_SHIFT, SECTIONS, Config, RunConfig, apply_overrides
+from shared.config import CHOICES, MAX_SHIFT, SECTIONS, Config, ModelConfig, RunConfig, apply_overrides
 from shared.data import CLASS_NAMES, batches_per_epoch, split_limit
 from shared.errors import UserError
 
@@ -25,6 +25,32 @@ def check_processes(run: RunConfig) -> None:
                         f"(got {run.process_id} of {run.num_processes})")
     if explicit and ":" not in run.coordinator:
         raise UserError(f"--coordinator {run.coordinator} is not HOST:PORT (or auto)")
+
+
+MAX_SEED = 2**32 - 1  # what every RNG of both frameworks takes as a seed
+FLOAT32_MAX = 3.4028234663852886e38  # the hyperparameters meet fp32 weights: beyond this they overflow
+
+
+def validate_model(model: ModelConfig, where: str = "") -> None:
+    """The architecture's own rules (from the flags, or as a weights file records them)."""
+    for name in ("num_1x1", "mid_kernel", "head", "init"):
+        value = getattr(model, name)
+        if value not in CHOICES[name]:
+            allowed = ", ".join(str(c) for c in CHOICES[name])
+            raise UserError(f"{where}--{name.replace('_', '-')} {value} is not one of: {allowed}")
+    if model.in_channels != 1 or model.num_classes != len(CLASS_NAMES):
+        raise UserError(f"{where}Fashion-MNIST is grayscale with {len(CLASS_NAMES)} classes: --in-channels must be "
+                        f"1 and --num-classes {len(CLASS_NAMES)} (got {model.in_channels} and {model.num_classes})")
+    if len(model.widths) != 3 or min(model.widths) <= 0:
+        raise UserError(f"{where}--widths needs three positive channel counts, e.g. 96,256,384 (got {model.widths})")
+    last = model.last_width
+    if last is not None and last <= 0:
+        raise UserError(f"{where}--last-width must be > 0 (got {last})")
+    if last is not None and last != model.num_classes and model.num_1x1 == 0:
+        raise UserError(f"{where}--last-width differs from --num-classes, so the last block needs a 1x1 conv to "
+                        "map it to the classes: use --num-1x1 1 or more")
+    if not 0.0 <= model.dropout < 1.0:
+        raise UserError(f"{where}--dropout must be in [0, 1) (got {model.dropout})")
 
 
 def validate(cfg: Config) -> Config:
@@ -59,22 +85,24 @@ def validate(cfg: Config) -> Config:
                         "clip_grad_norm": cfg.train.clip_grad_norm, "momentum": cfg.train.momentum}.items():
         if value is not None and not math.isfinite(value):
             raise UserError(f"--{name.replace('_', '-')} must be a finite number (got {value})")
+        if value is not None and abs(value) > FLOAT32_MAX:
+            raise UserError(f"--{name.replace('_', '-')} {value:g} is beyond float32's range (3.4e38), in which "
+                            f"the weights are updated; give a smaller value")
     for name, value in {"weight_decay": cfg.train.weight_decay, "warmup_steps": cfg.train.warmup_steps,
                         "seed": cfg.train.seed}.items():
         if value < 0:
             raise UserError(f"--{name.replace('_', '-')} must be >= 0 (got {value})")
     if not 0.0 <= cfg.train.momentum < 1.0:
         raise UserError(f"--momentum must be in [0, 1) (got {cfg.train.momentum})")
-    if cfg.model.in_channels != 1 or cfg.model.num_classes != len(CLASS_NAMES):
-        raise UserError(f"Fashion-MNIST is grayscale with {len(CLASS_NAMES)} classes: --in-channels must be 1 and "
-                        f"--num-classes {len(CLASS_NAMES)} (got {cfg.model.in_channels} and {cfg.model.num_classes})")
+    if cfg.train.seed > MAX_SEED:
+        raise UserError(f"--seed must be in [0, {MAX_SEED}] (got {cfg.train.seed})")
+    if cfg.data.data_dir is not None and not cfg.data.data_dir.strip():
+        raise UserError("--data-dir is empty; give the folder with the Fashion-MNIST files, or leave the flag out "
+                        "to use the default folders")
+    if cfg.run.out is not None and not cfg.run.out.strip():
+        raise UserError("--out is empty; give a folder for the run, or leave the flag out")
+    validate_model(cfg.model)
     check_processes(cfg.run)
-    if len(cfg.model.widths) != 3 or min(cfg.model.widths) <= 0:
-        raise UserError(f"--widths needs three positive channel counts, e.g. 96,256,384 (got {cfg.model.widths})")
-    last = cfg.model.last_width
-    if last is not None and last != cfg.model.num_classes and cfg.model.num_1x1 == 0:
-        raise UserError("--last-width differs from --num-classes, so the last block needs a 1x1 conv to "
-                        "map it to the classes: use --num-1x1 1 or more")
     check_image_size(cfg.data.image_size)
     n_train = split_limit("train", cfg.data.train_limit)
     if cfg.data.batch_size > n_train:

@@ -12,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.arch import NiNSpec, nin_spec, param_shapes
+from shared.arch import NiNSpec, check_image_size, nin_spec, param_shapes
 from shared.config import Config, ModelConfig, apply_overrides
-from shared.errors import UserError
-from shared.files import atomic_write
+from shared.errors import UserError, first_line
+from shared.files import atomic_write, path_kind
+from shared.runtime import host_available_memory
+from shared.summary import memory_estimate
+from shared.validate import validate_model
 
 FORMAT = "nin-two-ways/1"
 State = dict[str, np.ndarray]
@@ -67,34 +70,81 @@ def save_portable(path: str | Path, state: State, cfg: ModelConfig, image_size: 
     atomic_write(Path(path), save(tensors, metadata=metadata))
 
 
+def check_values(state: State, where: str) -> None:
+    """Weights are floating point and finite: an int8 tensor is not ours to cast, a NaN or inf would only show
+    up later as a NaN prediction, a 10% test accuracy or a 'diverged' run."""
+    for name, array in state.items():
+        if not np.issubdtype(array.dtype, np.floating):
+            raise UserError(f"{where}: {name} is {array.dtype}, not floating point; weights are float16, float32 "
+                            f"or float64 (a quantised or damaged file is not read)")
+        bad = array.size - int(np.isfinite(array).sum())
+        if bad:
+            raise UserError(f"{where}: {name} holds {bad:,} NaN or infinite value(s); the file is damaged or comes "
+                            f"from a run that diverged; use weights from a run that ended 'ok'")
+
+
 def load_portable(path: str | Path) -> tuple[State, dict[str, str]]:
-    """(canonical state, metadata) of a weights file; a missing or unreadable file is a user error."""
+    """(canonical state, metadata) of a weights file, its values checked; an unreadable file is a user error."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"weights file {path} does not exist; give a weights.safetensors written by a run")
+    kind = path_kind(path)
+    if kind != "file":
+        what = "does not exist" if kind == "missing" else f"is {kind}, not a file"
+        raise UserError(f"weights file {path} {what}; give a weights.safetensors written by a run")
     try:
         with safe_open(str(path), framework="numpy") as f:
-            return {name: f.get_tensor(name) for name in f.keys()}, f.metadata() or {}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"{path} is not a readable safetensors file ({e})") from None
+            state, metadata = {name: f.get_tensor(name) for name in f.keys()}, f.metadata() or {}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, TypeError) as e:
+        raise UserError(f"{path} is not a readable safetensors file ({first_line(e)})") from None
+    check_values(state, str(path))
+    return state, metadata
 
 
 def saved_model_config(metadata: dict[str, str]) -> tuple[ModelConfig, int] | None:
-    """The (model config, image size) recorded in a weights file, if it is one of ours."""
+    """The (model config, image size) recorded in a weights file, if it is one of ours; every field parsed and
+    checked (an image size too small or too large for memory, a config of no valid NiN, is a damaged file)."""
     if metadata.get("format") != FORMAT:
         return None
     try:
-        cfg = apply_overrides(Config(), {"model": json.loads(metadata["model_config"])}, "the weights metadata")
-        return cfg.model, int(metadata["image_size"])
+        recorded = json.loads(metadata["model_config"])
+        if not isinstance(recorded, dict):
+            raise ValueError("model_config is not a JSON object")
+        cfg = apply_overrides(Config(), {"model": recorded}, "the weights metadata")
+        size = metadata["image_size"]
+        if not size.isdigit():
+            raise ValueError(f"image_size {size!r} is not a whole number")
+        validate_model(cfg.model, "")
+        check_image_size(int(size))
     except (KeyError, ValueError, TypeError, UserError) as e:
-        raise UserError(f"the weights metadata is damaged ({e}); re-export the weights") from None
+        raise UserError(f"the weights metadata is damaged ({first_line(e)}); re-export the weights") from None
+    check_inference_fits(cfg.model, int(size), 1, "the weights file's")
+    return cfg.model, int(size)
+
+
+def check_inference_fits(cfg: ModelConfig, image_size: int, batch: int, whose: str,
+                         fix: str = "it cannot run on this machine") -> None:
+    """Refuse an architecture or image size recorded in a file that would not fit in memory, before anything is
+    allocated (a file may claim any size)."""
+    need, available = memory_estimate(nin_spec(cfg, image_size), image_size, batch)["inference_bytes"], \
+        host_available_memory()
+    if available is not None and need > available:
+        raise UserError(f"{whose} network at {image_size} px needs about {need / 2**30:.1f} GiB to classify a batch "
+                        f"of {batch}, more than the {available / 2**30:.1f} GiB free here; {fix}")
 
 
 def saved_normalize(metadata: dict[str, str]) -> bool | None:
     """The normalisation recorded in a weights file (None: not recorded, as in files before it was)."""
-    return json.loads(metadata["normalize"]) if "normalize" in metadata else None
+    if "normalize" not in metadata:
+        return None
+    try:
+        value = json.loads(metadata["normalize"])
+    except ValueError:
+        value = metadata["normalize"]
+    if not isinstance(value, bool):
+        raise UserError(f"the weights metadata is damaged (normalize is {metadata['normalize']!r}, not true or "
+                        f"false); re-export the weights")
+    return value
 
 
 def recorded_model(path: str | Path) -> tuple[ModelConfig, int, bool]:
