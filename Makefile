@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DATA_STAMP := data/.verified
 
-.PHONY: demo test test-fast test-newest lint data setup clean-runs results
+.PHONY: demo test test-fast test-newest lint data setup onnx-flax clean-runs results results-trained
 
 # The GPU machine's stack (Python 3.12; torch 2.11, jax 0.11, no tensorflow-datasets), run from the tree as there
 PY312       ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
@@ -17,10 +17,17 @@ setup: $(STAMP) $(DATA_STAMP)
 $(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first and pinned: this machine serves 2.14.1 from local disk; the lock pins the rest
+	# torch first, at the locked release (pip takes a local copy of it where the machine has one)
 	$(PY) -m pip install -q -c requirements-lock.txt torch torchvision
 	$(PY) -m pip install -q -c requirements-lock.txt -e '.[dev]'
+	$(MAKE) --no-print-directory onnx-flax
 	touch $(STAMP)
+
+# The flax ONNX export (compare.parity --onnx both). jax2onnx's package metadata pins orbax-checkpoint below this
+# project's and pulls equinox, dm-pix, netron, huggingface-hub and orbax-export, none of which it imports for
+# NiN: it is installed without its declared dependencies (the two it needs, onnx and onnx-ir, are already here).
+onnx-flax:
+	$(PY) -m pip install -q --no-deps -c requirements-lock.txt jax2onnx
 
 $(DATA_STAMP): $(STAMP)
 	bash scripts/setup_data.sh $(PY)
@@ -31,7 +38,7 @@ data: $(DATA_STAMP)
 test: setup
 	$(PY) -m pytest -q
 
-# The quick tier (under 90 s here): everything not marked e2e (subprocesses, training runs, full-size parity)
+# The quick tier (under 90 s on 2 cores): everything not marked e2e (subprocesses, training runs, full-size parity)
 test-fast: setup
 	$(PY) -m pytest -q -m "not e2e"
 
@@ -51,9 +58,12 @@ lint: setup
 demo: setup
 	bash scripts/demo.sh $(PY)
 
-# The experiments grid (about 1.5 h on 2 cores; resumable) and docs/RESULTS.md
+# The experiments grids behind docs/RESULTS.md (resumable: run again to continue)
 results: setup
 	$(PY) -m experiments.run --protocol cpu
+
+results-trained: setup
+	$(PY) -m experiments.run --protocol trained
 
 clean-runs:
 	rm -rf runs/demo

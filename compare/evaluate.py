@@ -9,6 +9,7 @@ input, the ReLU zeroes it and no gradient reaches it again), or it is never pred
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,34 @@ import numpy as np
 
 from shared.config import ArgumentParser
 from shared.data import CLASS_NAMES, load_split
-from shared.errors import run_cli
+from shared.errors import UserError, run_cli
 from shared.files import atomic_write, check_writable, json_text, save_figure
 
 FRAMEWORK_CHOICES = ("torch", "flax", "both")
 DEAD_ZERO_FRACTION = 0.99
 
 
+def onnx_logits(weights: str, images: np.ndarray) -> np.ndarray:
+    """ONNX Runtime, with its default optimisations as users run it, on an ONNX file written by compare.convert;
+    the preprocessing its metadata records (torch's, which equals shared.data's reference)."""
+    import torch
+
+    from compare import to_onnx
+    from nin_torch.data import preprocess
+
+    props = to_onnx.recorded(weights)
+    if "image_size" not in props:
+        raise UserError(f"{weights} records no image size: give an ONNX file written by compare.convert")
+    size, normalize = int(props["image_size"]), json.loads(props.get("normalize", "false"))
+    x = torch.cat([preprocess(torch.from_numpy(images[i:i + 1000].copy()), size, normalize)
+                   for i in range(0, len(images), 1000)]).numpy()
+    return to_onnx.run(weights, x, optimize=True)
+
+
 def framework_logits(framework: str, weights: str, images: np.ndarray) -> np.ndarray:
     """The logits of each test image in one framework, through its own preprocessing on its device."""
+    if framework == "onnx":
+        return onnx_logits(weights, images)
     if framework == "torch":
         from nin_torch.predict import load_model, logits_of
     else:
@@ -120,7 +140,8 @@ def print_report(report: dict[str, Any], frameworks: list[str]) -> None:
 @run_cli
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(prog="python -m compare.evaluate", description=__doc__)
-    parser.add_argument("weights", help="a weights.safetensors written by either trainer (or compare.convert)")
+    parser.add_argument("weights", help="a weights.safetensors written by either trainer (or compare.convert); an "
+                                        ".onnx file of compare.convert is evaluated in ONNX Runtime")
     parser.add_argument("--framework", choices=FRAMEWORK_CHOICES, default="both",
                         help="evaluate in torch, flax or both (default both: also their agreement)")
     parser.add_argument("--json", metavar="PATH", help="write the report as JSON")
@@ -131,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.test_limit is not None and args.test_limit < 1:
         parser.error("--test-limit must be >= 1")
     frameworks = ["torch", "flax"] if args.framework == "both" else [args.framework]
+    if Path(args.weights).suffix.lower() == ".onnx":
+        frameworks = ["onnx"]
     out = Path(args.out or f"runs/evaluate-{Path(args.weights).stem}")
     png = out / "confusion.png"
     for path in [png, *([Path(args.json)] if args.json else [])]:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from compare.to_onnx import EXPORTERS
+from compare.to_onnx import referee as onnx_referee
 from compare.train_parity import checked_config, train_check
 from shared.arch import nin_spec
 from shared.cli import add_config_flags, config_from_args
@@ -156,7 +158,7 @@ def grads_check(tmodel, fmodel, xt, yt, xf, yf, float64: bool) -> dict:
 
 
 def run_parity(cfg: Config, batch: int = 8, steps: int = 20, weights: str | None = None, device: str = "auto",
-               torch_to_flax: Port | None = None, flax_to_torch: Port | None = None) -> dict:
+               torch_to_flax: Port | None = None, flax_to_torch: Port | None = None, onnx: str = "torch") -> dict:
     """All checks; `torch_to_flax` / `flax_to_torch` replace the identity port of canonical states (tests
     pass a broken one to see the check fail and name the layer)."""
     import jax
@@ -204,6 +206,8 @@ def run_parity(cfg: Config, batch: int = 8, steps: int = 20, weights: str | None
     checks["params"] = {"ok": n_t == n_f == n_a, "torch": n_t, "flax": n_f, "analytic": n_a}
     checks["logits_torch_to_flax"] = logits_check(tout, fout)
     checks["logits_flax_to_torch"] = logits_check(*forward_both(sides, t_from_f, fmodel, xt, xf))
+    checks["onnx"] = onnx_referee(torch_state(tmodel), model_cfg, xt.cpu().numpy(), tout["logits"], fout["logits"],
+                                  TOL_LOGITS, onnx)
     noise = GRAD_DITHER * np.random.default_rng(seed).random(xt.shape, dtype=np.float32)
     xt_d = xt + sides.torch.from_numpy(noise).to(sides.tdev)
     xf_d = xf + _to_nhwc(noise)
@@ -248,6 +252,15 @@ def print_report(report: dict) -> None:
             print(f"       first diverging layer: {lc['first_diverging_layer']}")
             for name, d in lc["layers"].items():
                 print(f"       {name:<16} {d:.3g}")
+    o = c["onnx"]
+    if "skipped" in o:
+        print(f"skip onnx       {o['skipped']}")
+    else:
+        flax_export = (f"; exported from flax: {o['flax_export_max_abs_diff_torch']:.3g} / "
+                       f"{o['flax_export_max_abs_diff_flax']:.3g}" if "flax" in o["exported_from"] else "")
+        print(f"{_flag(o['ok'])} onnx       ONNX Runtime (export from torch, opset {o['opset']}) vs torch "
+              f"{o['max_abs_diff_torch']:.3g}, vs flax {o['max_abs_diff_flax']:.3g}{flax_export} "
+              f"(tolerance {o['tolerance']:.3g})")
     g = c["grads"]
     print(f"{_flag(g['ok'])} grads      max relative diff {g['max_rel_diff']:.3g} in float64 (worst: "
           f"{g['worst_tensor']}); in fp32: {report['info']['grads_fp32_max_rel_diff']:.3g} (max-pool/ReLU near-ties)")
@@ -277,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", metavar="FILE",
                         help="check these weights (their recorded architecture and preprocessing apply)")
     parser.add_argument("--device", choices=CHOICES["device"], default="auto")
+    parser.add_argument("--onnx", choices=EXPORTERS, default="torch",
+                        help="the ONNX Runtime check runs the model exported from torch (default), from torch and "
+                             "from flax (both: needs jax2onnx, `make onnx-flax`), or not at all (none)")
     parser.add_argument("--json", metavar="PATH", help="write the full report as JSON")
     args = parser.parse_args(argv)
     if args.batch < 1 or args.steps < 1:
@@ -289,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                       host_available_memory(), "this machine")
     if args.json:
         check_writable(Path(args.json))
-    report = run_parity(cfg, args.batch, args.steps, args.weights, args.device)
+    report = run_parity(cfg, args.batch, args.steps, args.weights, args.device, onnx=args.onnx)
     print_report(report)
     if args.json:
         atomic_write(Path(args.json), json_text(report, indent=2))

@@ -21,7 +21,7 @@ Pool = Callable[[jax.Array, int, int], jax.Array]  # (x NHWC, kernel, stride) ->
 
 def xla_max_pool(x: jax.Array, kernel: int, stride: int) -> jax.Array:
     """XLA's own pool (reduce-window): what GPUs run, and what ONNX exporters trace."""
-    return nnx.max_pool(x, (kernel, kernel), strides=(stride, stride))
+    return nnx.max_pool(x, window_shape=(kernel, kernel), strides=(stride, stride))  # keywords: jax2onnx patches it
 
 
 def _pool_spans(height: int, width: int, kernel: int, stride: int) -> list[tuple[slice, slice]]:
