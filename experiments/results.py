@@ -31,6 +31,8 @@ class Run:
     summary: dict
     steps: list[dict]
     metrics: list[dict]
+    path: Path | None = None
+    evaluation: dict | None = None  # compare.evaluate's report of its weights (the trained protocol's runs)
 
     @property
     def test_acc(self) -> float | None:
@@ -44,6 +46,28 @@ class Run:
     def stuck(self) -> bool:
         last = self.steps[-1]["train_loss"] if self.steps else CHANCE_LOSS
         return self.status == "diverged" or (last >= STUCK_LOSS and (self.test_acc or 0.0) <= STUCK_ACC)
+
+    @property
+    def dead_classes(self) -> list[str] | None:
+        """The classes compare.evaluate found dead in its weights (None: not evaluated)."""
+        return None if self.evaluation is None else list(self.evaluation.get("dead_classes", []))
+
+    @property
+    def rises(self) -> list[float]:
+        """Every rise of the training loss from one SYNC_EVERY-step window to the next by more than RISE."""
+        losses = [s["train_loss"] for s in self.steps]
+        return [b - a for a, b in zip(losses, losses[1:], strict=False) if math.isfinite(b) and b - a > RISE]
+
+    @property
+    def collapses(self) -> int:
+        """Windows whose training accuracy fell below half the best seen so far (after it passed 0.3): the
+        discussion's 'train accuracy collapse'."""
+        best, count = 0.0, 0
+        for s in self.steps:
+            if best > 0.3 and s["train_acc"] < 0.5 * best:
+                count += 1
+            best = max(best, s["train_acc"])
+        return count
 
     @property
     def spikes(self) -> int:
@@ -87,7 +111,14 @@ def load_run(path: Path) -> Run | None:
     if not isinstance(loaded, dict) or "status" not in loaded:
         raise UserError(f"{summary} is damaged (not a run's summary); delete that run folder so that the grid runs "
                         f"it again, or restore the file")
-    return Run(framework, int(seed), loaded, read_jsonl(path / "steps.jsonl"), read_jsonl(path / "metrics.jsonl"))
+    evaluation = None
+    if (path / "evaluate.json").exists():
+        try:
+            evaluation = json.loads((path / "evaluate.json").read_text()).get(framework)
+        except (OSError, ValueError, AttributeError):
+            evaluation = None
+    return Run(framework, int(seed), loaded, read_jsonl(path / "steps.jsonl"), read_jsonl(path / "metrics.jsonl"),
+               path, evaluation)
 
 
 def load_cell(root: Path, protocol: Protocol, cell: Cell) -> CellRuns:
