@@ -1,4 +1,4 @@
-"""Where the training step's time goes, layer by layer, in both frameworks on this machine.
+"""Where the training step's time goes, layer by layer, in both frameworks on the machine it runs on.
 
     python -m bench.profile_layers [--image-size 96] [--batch-size 64]
 

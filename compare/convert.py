@@ -129,9 +129,12 @@ def load_torch_file(path: Path) -> dict[str, np.ndarray]:
         if wanted and wanted[1].startswith(("torch.nn.", "nin_torch.", "__main__.")):
             raise UserError(f"{path} holds a pickled model object, not a state_dict; save "
                             f"torch.save(net.state_dict(), PATH) and convert that") from None
-        what = f" (it asks to import {wanted[1]})" if wanted else ""
-        raise UserError(f"{path} is a pickle that is not a plain state_dict{what}; it was not unpickled, since that "
-                        f"could run code: give a file written by torch.save(net.state_dict(), PATH)") from None
+        if not wanted:  # not a whole pickle of tensors: damaged, truncated, or of another program
+            raise UserError(f"cannot read {path} as a torch state_dict (a file of torch.save): its pickle is damaged, "
+                            f"truncated, or holds more than tensors") from None
+        raise UserError(f"{path} is a pickle that is not a plain state_dict (it asks to import {wanted[1]}); it was "
+                        f"not unpickled, since that could run code: give a file written by "
+                        f"torch.save(net.state_dict(), PATH)") from None
     except (OSError, RuntimeError, EOFError, ValueError) as e:
         raise UserError(f"cannot read {path} as a torch state_dict (a file of torch.save): "
                         f"{first_line(e)[:160]}") from None
@@ -239,8 +242,10 @@ def write_jax_tree(path: Path, fmt: str, tree: dict) -> None:
 
 
 def convert(source: Path, target: Path, image_size: int | None) -> tuple[str, str, ModelConfig, int, list[str]]:
-    fmt_in, fmt_out = source_format(source), target_format(target)
-    check_writable(target if fmt_out != "orbax" else target.parent / ".orbax-check")
+    folder = target.suffix.lower() not in EXTENSIONS and (target.suffix == "" or path_kind(target) == "a folder")
+    check_writable(target / "_CHECKPOINT_METADATA" if folder else target)  # outputs first, before any work
+    fmt_out = target_format(target)
+    fmt_in = source_format(source)
     state, cfg, recorded, normalize = load_source(source, fmt_in, image_size or 224)
     if recorded is not None and image_size is not None and image_size != recorded:
         raise UserError(f"{source} records image size {recorded}; --image-size {image_size} would contradict it: "

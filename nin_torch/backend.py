@@ -61,8 +61,8 @@ class TorchBackend:
         self.test_data = DeviceData("test", cfg.data.data_dir, cfg.data.test_limit, self.device)
         self.n_train, self.n_test = len(self.train_data), len(self.test_data)
         self.total_steps = total_steps(cfg, self.n_train)
-        # channels_last: +7% per training step on this CPU (oneDNN), the layout cuDNN prefers on GPUs;
-        # torch.compile was slower here (260 vs 300 ex/s at 96 px after a 27 s compile), so it is not used
+        # channels_last: +7% per training step on a 2-core AMD CPU (oneDNN), the layout cuDNN prefers on GPUs;
+        # torch.compile was slower (260 vs 300 ex/s at 96 px after a 27 s compile), so it is not used
         self.model = build_model(cfg.model, cfg.data.image_size, cfg.train.seed)
         if cfg.run.init_from:
             weights.load_into(self.model, cfg.run.init_from, cfg.model, cfg.data.image_size, cfg.data.normalize)

@@ -180,9 +180,9 @@ def coerce_value(section: str, name: str, value: Any) -> Any:
             raise ValueError
         return base(value)
     except (TypeError, ValueError):
-        kind = {tuple: "list of integers", int: "integer", float: "number", bool: "true or false",
-                str: "text"}.get(base, base.__name__)
-        raise UserError(f"{section}.{name}: {value!r} is not a valid {kind}") from None
+        kind = {tuple: "a valid list of integers", int: "a valid integer", float: "a valid float",
+                bool: "true or false", str: "valid text (a quoted string)"}.get(base, f"a valid {base.__name__}")
+        raise UserError(f"{section}.{name}: {value!r} is not {kind}") from None
 
 
 def _unknown_key(where: str, key: str, known: list[str]) -> UserError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -11,6 +12,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# onnxruntime and the notebook tools are on every machine `make setup` prepares; the GPU machine's stack
+# (`make test-newest`) lacks them, as it lacks tensorflow-datasets
+requires_onnx = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
+                                   reason="onnxruntime is not installed (as on the GPU machine's stack)")
+requires_notebook_tools = pytest.mark.skipif(importlib.util.find_spec("nbclient") is None,
+                                             reason="nbclient is not installed (as on the GPU machine's stack)")
 
 
 def run_module(module: str, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ from compare import to_onnx
 from shared.weights import load_portable, saved_model_config
 
 from . import book_nin
-from .conftest import ROOT, assert_user_error, call
+from .conftest import ROOT, assert_user_error, call, requires_onnx
 
 SIZE = 224  # the book's; its JAX NiN pools globally only at 195-226 px
 TOLERANCE = 1e-5  # as parity's logits check: relative to max(1, max |logit|)
@@ -149,6 +149,7 @@ def test_other_image_sizes_say_what_the_books_jax_net_does_differently(capsys, t
 
 
 @pytest.mark.e2e
+@requires_onnx
 def test_onnx_out_runs_in_onnx_runtime_with_any_batch(capsys, tmp_path):
     import onnx
 
@@ -214,8 +215,10 @@ def test_a_hostile_pickle_is_refused_without_torchs_advice(capsys, tmp_path):
         def __reduce__(self):
             return os.system, ("touch " + str(tmp_path / "pwned"),)
 
-    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"0.0.weight": Evil()}))
-    result = call(capsys, "compare.convert", str(tmp_path / "evil.pt"), str(tmp_path / "w.safetensors"))
-    assert_user_error(result, "it was not unpickled")
-    assert "weights_only" not in result.stderr and "Re-running" not in result.stderr
+    torch.save({"0.0.weight": Evil()}, tmp_path / "evil.pt")  # torch.save's own format, a planted global
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"0.0.weight": Evil()}))  # a plain pickle
+    for name, needle in (("evil.pt", "it asks to import posix.system"), ("evil.pkl", "cannot read")):
+        result = call(capsys, "compare.convert", str(tmp_path / name), str(tmp_path / "w.safetensors"))
+        assert_user_error(result, needle)
+        assert "weights_only" not in result.stderr and "Re-running" not in result.stderr
     assert not (tmp_path / "pwned").exists()

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, requires_notebook_tools
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, requires_notebook_tools]
 NOTEBOOK, PAIRED = ROOT / "notebooks" / "nin.ipynb", ROOT / "notebooks" / "nin.py"
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from shared.data import CLASS_NAMES, load_split
 from shared.images import SHIPPED_WEIGHTS, prepare_image
 
-from .conftest import assert_user_error, call
+from .conftest import assert_user_error, call, requires_onnx
 
 pytestmark = pytest.mark.e2e  # make test-fast skips this module
 
@@ -103,3 +103,16 @@ def test_bad_images_follow_the_error_contract(capsys, tmp_path, framework):
     assert_user_error(call(capsys, module, str(text)), "not an image")
     assert_user_error(call(capsys, module, str(empty), "--weights", str(tmp_path / "none.safetensors")), "weights file")
     assert_user_error(call(capsys, module, str(text), "--top", "0"), "--top")
+
+
+@requires_onnx
+def test_the_shipped_onnx_file_gives_the_shipped_weights_test_accuracy(tmp_path):
+    """weights/nin-fashion-mnist-best.onnx in ONNX Runtime (as users run it) on the full test set: the test
+    accuracy of the safetensors file in torch, within one image in 10,000."""
+    from compare.evaluate import evaluate
+
+    onnx_file = SHIPPED_WEIGHTS.with_suffix(".onnx")
+    ours = evaluate(str(SHIPPED_WEIGHTS), ["torch"])["torch"]["test_acc"]
+    theirs = evaluate(str(onnx_file), ["onnx"])["onnx"]
+    assert abs(theirs["test_acc"] - ours) <= 1e-4 and round(theirs["test_acc"], 4) == 0.9273
+    assert theirs["dead_classes"] == []
