@@ -140,3 +140,44 @@ def test_recipe_section_reads_the_recipe_runs(tmp_path):
     assert "| [torch](../results/recipe/torch) | 0.9310 |" in text and "0.9240 / 0.9240, agreement 0.9995" in text
     assert "Goal 0.925 reached by: torch." in text and "--augment-shift 3 --augment-flip" in text
     assert (docs / "figures" / "recipe.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_trained_protocol_trains_every_cell_to_the_end_of_its_schedule():
+    from experiments.grid import TRAINED
+
+    grid = experiment_cells(TRAINED)
+    assert set(grid) == set(EXPERIMENTS)
+    configs = {c.name: parse_train_args(train_command(TRAINED, c, "torch", 0, Path("o"))[3:], "torch")
+               for c in all_cells(TRAINED)}
+    for name, cfg in configs.items():
+        assert cfg.data.train_limit is None and cfg.data.test_limit is None and cfg.train.max_steps is None, name
+        assert cfg.data.image_size in (67, 128) and cfg.train.epochs == (1 if cfg.data.image_size == 128 else 4)
+        assert cfg.model.final_relu == (name != "norelu")
+    for cell in grid["num-1x1"]:
+        assert seed_count(cell, TRAINED, None) == 2  # two seeds x two frameworks: four samples a variant
+    assert {configs[c.name].model.num_1x1 for c in grid["num-1x1"]} == {0, 1, 2, 3}
+    for cell in grid["init"] + grid["lr"][:2]:  # plain SGD as the readers ran it
+        cfg = configs[cell.name]
+        assert (cfg.train.optimizer, cfg.train.schedule, cfg.train.warmup_steps) == ("sgd", "constant", 0)
+    assert {configs[c.name].model.init for c in grid["init"]} == {"torch", "flax", "xavier_uniform", "kaiming_normal"}
+    assert {configs[c.name].train.lr for c in grid["lr"][:2]} == {0.1, 0.03}
+    head = {configs[c.name].model.head for c in grid["head"]}
+    assert head == {"gap", "fc"}
+    assert {configs[c.name].data.image_size for c in grid["head"] + grid["bottleneck"]} == {128}
+    assert configs["base"].train.optimizer == "adam" and configs["base"].train.schedule == "cosine"
+
+
+def test_the_verdict_reads_the_spread():
+    from experiments.questions import verdict
+
+    assert "**differs**" in verdict([0.90, 0.91, 0.905, 0.90], [0.85, 0.86, 0.855, 0.85])
+    assert "**no difference shown**" in verdict([0.90, 0.91, 0.60, 0.90], [0.85, 0.86, 0.855, 0.85])
+    assert "no spread" in verdict([0.9], [0.8, 0.81]) and verdict([], [0.8]) == "not run"
+
+
+def test_dead_classes_and_collapses_are_read_from_the_run():
+    accs = [0.2, 0.5, 0.8, 0.3, 0.35]
+    steps = [{"step": 20 * (i + 1), "train_loss": 1.0, "train_acc": a} for i, a in enumerate(accs)]
+    run = Run("torch", 0, {"test_acc": 0.5, "status": "ok"}, steps, [], None, {"dead_classes": ["Coat"]})
+    assert run.collapses == 2 and run.dead_classes == ["Coat"]
+    assert Run("flax", 0, {"status": "ok"}, steps, []).dead_classes is None
