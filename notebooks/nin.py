@@ -113,10 +113,11 @@ print(f"flax -> torch: max |logits flax - logits torch| = {flax_to_torch:.3g} (m
 # ReLU is off (with it a class can die for good: the discussion's "train accuracy collapse", docs/RESULTS.md).
 # What still differs is float32 rounding: where two inputs of a max-pool window or a ReLU tie within rounding
 # the frameworks decide differently, and Adam turns the tiny gradient differences into full-size steps. So
-# the curves start together and drift apart. Over an epoch of the cpu preset they drift apart no faster than
-# one framework drifts from itself when its init is nudged by one ulp (the noise floor, `python -m
-# compare.noise_floor`, docs/PARITY.md); in float64 the two agree to 1e-15 step after step (`python -m
-# compare.parity`): the same computation, rounded differently.
+# the curves start together and drift apart. A third run shows how far that is: torch again, from the same init
+# nudged by one ulp (one unit in the last place of every weight). It drifts from the first torch run as far as
+# flax does: the noise floor (`python -m compare.noise_floor`, docs/PARITY.md) measures this over a whole epoch,
+# with a fourth run (flax from one ulp away). In float64 torch and flax agree to 1e-15 step after step
+# (`python -m compare.parity`): the same computation, rounded differently.
 
 # %%
 from compare.backends import make_backend
@@ -129,9 +130,11 @@ train_cfg = parse_train_args(["--preset", "cpu", "--image-size", "67", "--batch-
                               "shared"], "torch")
 init = torch_state(torch_nin(train_cfg.model, 67, seed=0))
 curves, test_acc, trained = {}, {}, {}
-for framework in ("torch", "flax"):
+nudged = {name: np.nextafter(a, np.inf).astype(a.dtype) for name, a in init.items()}  # one ulp up, everywhere
+for run, (framework, start) in {"torch": ("torch", init), "flax": ("flax", init),
+                                "torch, init + 1 ulp": ("torch", nudged)}.items():
     backend = make_backend(framework, train_cfg)
-    backend.set_weights(init)
+    backend.set_weights(start)
     order, losses, pending = epoch_order(0, 0, backend.n_train), [], []
     for step in range(STEPS):
         pending.append(backend.train_step(order[step * 64:(step + 1) * 64]))
@@ -140,21 +143,28 @@ for framework in ("torch", "flax"):
             losses.append(values[:, 0].sum() / (SYNC * 64))
     results = backend.fetch([backend.eval_batch(np.arange(i, min(i + 500, backend.n_test)))
                              for i in range(0, backend.n_test, 500)]).sum(0)
-    curves[framework], test_acc[framework] = losses, results[1] / backend.n_test
-    trained[framework] = np.concatenate([a.ravel() for a in backend.get_weights(np.float64).values()])
-    print(f"{framework}: training loss {losses[0]:.3f} -> {losses[-1]:.3f}, test accuracy "
-          f"{test_acc[framework]:.3f} on {backend.n_test} test images")
-gap = np.linalg.norm(trained["torch"] - trained["flax"]) / np.linalg.norm(trained["torch"])
-print(f"relative weight distance torch vs flax after {STEPS} steps: {gap:.3f} (the noise floor's measure)")
+    curves[run], test_acc[run] = losses, results[1] / backend.n_test
+    weights = backend.get_weights(np.float64)  # canonical names; each framework lists them in its own order
+    trained[run] = np.concatenate([weights[name].ravel() for name in sorted(weights)])
+    print(f"{run}: training loss {losses[0]:.3f} -> {losses[-1]:.3f}, test accuracy "
+          f"{test_acc[run]:.3f} on {backend.n_test} test images")
+
+
+def distance(a: str, b: str) -> float:  # relative weight distance, the noise floor's measure
+    return float(np.linalg.norm(trained[a] - trained[b]) / np.linalg.norm(trained[a]))
+
+
+print(f"after {STEPS} steps, relative weight distance torch vs flax {distance('torch', 'flax'):.3f}, "
+      f"torch vs torch from an init one ulp away {distance('torch', 'torch, init + 1 ulp'):.3f}")
 
 # %%
 steps = np.arange(1, len(curves["torch"]) + 1) * SYNC
 plt.figure(figsize=(6, 3.5))
-for framework, losses in curves.items():
-    plt.plot(steps, losses, label=f"{framework} (test acc {test_acc[framework]:.3f})")
+for run, losses in curves.items():
+    plt.plot(steps, losses, ":" if "ulp" in run else "-", label=f"{run} (test acc {test_acc[run]:.3f})")
 plt.xlabel("optimizer step")
 plt.ylabel(f"training loss (mean over {SYNC} steps)")
-plt.title("one init, both frameworks")
+plt.title("one init, both frameworks; and torch from one ulp away")
 plt.legend()
 plt.show()
 
