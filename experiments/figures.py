@@ -96,19 +96,17 @@ def init_curves(path: Path, cells: list[CellRuns]) -> bool:
 
 
 def lr_curves(path: Path, cells: list[CellRuns]) -> bool:
-    """Training loss per learning rate: panels plain / scheduled x torch / flax."""
+    """Training loss per learning rate: panels constant rate / warmup + cosine x torch / flax."""
     if not any(c.ran for c in cells):
         return False
     fig, axes = _plt().subplots(2, 2, figsize=(11, 7), sharex=True, sharey=True)
     for c in cells:
-        row = 0 if c.cell.name.endswith("plain") else 1
-        lr = c.cell.name.split("-")[1]
+        row = 0 if "constant" in c.cell.flags else 1
         for col, fw in enumerate(FRAMEWORKS):
             for run in c.runs.get(fw, []):
-                axes[row][col].plot(*_steps(run), lw=1.2, label=f"lr {lr}" + (" (diverged)" if run.status ==
-                                                                              "diverged" else ""))
-            axes[row][col].set_title(f"{fw}, {'constant' if row == 0 else 'warmup + cosine + clip 1.0'}",
-                                     fontsize=10)
+                axes[row][col].plot(*_steps(run), lw=1.2, label=f"{c.cell.label} seed {run.seed}" + (
+                    " (diverged)" if run.status == "diverged" else ""))
+            axes[row][col].set_title(f"{fw}, {'constant rate' if row == 0 else 'warmup + cosine'}", fontsize=10)
     return _save_loss_grid(fig, axes, path)
 
 

@@ -12,12 +12,28 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# `make test` runs the suite on two pytest-xdist workers: most of its time is single-threaded (interpreter
+# start-up, imports, XLA compiles). Each worker, and the trainers and notebook kernel it starts, gets its share of
+# the cores for torch's threads; two threads per process on two busy cores make every torch op wait for the other.
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))
+# The longest tests start first, so that neither worker is left with one of them at the end.
+LONGEST = ("test_notebook.py::test_the_notebook_runs", "test_train.py::test_resume_after_a_kill",
+           "test_train.py::test_stopped_mid_epoch", "test_multiprocess.py::", "test_distributed.py::",
+           "test_train.py::test_learns_and_writes_every_output")
 # onnxruntime and the notebook tools are on every machine `make setup` prepares; the GPU machine's stack
 # (`make test-newest`) lacks them, as it lacks tensorflow-datasets
 requires_onnx = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
                                    reason="onnxruntime is not installed (as on the GPU machine's stack)")
 requires_notebook_tools = pytest.mark.skipif(importlib.util.find_spec("nbclient") is None,
                                              reason="nbclient is not installed (as on the GPU machine's stack)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, name in enumerate(LONGEST) if name in item.nodeid), len(LONGEST))
+
+    items.sort(key=rank)
 
 
 def run_module(module: str, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -181,3 +181,17 @@ def test_dead_classes_and_collapses_are_read_from_the_run():
     run = Run("torch", 0, {"test_acc": 0.5, "status": "ok"}, steps, [], None, {"dead_classes": ["Coat"]})
     assert run.collapses == 2 and run.dead_classes == ["Coat"]
     assert Run("flax", 0, {"status": "ok"}, steps, []).dead_classes is None
+
+
+def test_a_partly_run_trained_protocol_reports_what_it_has(tmp_path):
+    """The trained grid spans hours: its report must render with only some cells run (here the committed base
+    runs), each missing cell marked "not run" and every figure drawn from the runs there are."""
+    import shutil
+
+    root, docs = tmp_path / "results", tmp_path / "docs"
+    shutil.copytree(Path(__file__).parents[1] / "results" / "trained" / "base", root / "trained" / "base")
+    text = write_results(root, docs).read_text()
+    exercise = text.split("### Exercise 1")[1].split("###")[0]
+    assert "](../results/trained/base)" in exercise and "(4 runs)" in exercise
+    assert "| plain SGD 0.1, constant |" in exercise and "not run" in exercise
+    assert (docs / "figures" / "trained-lr.png").read_bytes()[:4] == b"\x89PNG"  # Adam's curves; SGD's not run

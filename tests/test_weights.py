@@ -125,7 +125,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "weights-v1"
 def test_files_written_before_the_layer_table_still_load(name):
     """Weights files written by the model code that placed its layers by block index (fixtures/weights-v1: eight
     variants, widths 4,8,12 at 67 px, their torch logits recorded then) load into both twins of today and give
-    those logits: the parameter names did not change."""
+    those logits (to float32 rounding, which varies with torch's thread count): the parameter names did not
+    change."""
     import json
 
     from nin_flax.predict import load_model as flax_model
@@ -136,7 +137,7 @@ def test_files_written_before_the_layer_table_still_load(name):
     t, _, _ = torch_model(FIXTURES / f"{name}.safetensors")
     f, _, _ = flax_model(FIXTURES / f"{name}.safetensors")
     with torch.no_grad():
-        assert np.array_equal(t(torch.from_numpy(x)).double().numpy(), want)
+        assert np.abs(t(torch.from_numpy(x)).double().numpy() - want).max() <= 1e-6 * np.abs(want).max()
     assert np.abs(np.asarray(f(jnp.asarray(x.transpose(0, 2, 3, 1)))) - want).max() < 1e-5
 
 
