@@ -20,7 +20,8 @@ if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
 # The longest tests start first, so that neither worker is left with one of them at the end.
 LONGEST = ("test_notebook.py::test_the_notebook_runs", "test_train.py::test_resume_after_a_kill",
            "test_train.py::test_stopped_mid_epoch", "test_multiprocess.py::", "test_distributed.py::",
-           "test_train.py::test_learns_and_writes_every_output")
+           "test_train.py::test_learns_and_writes_every_output", "test_parity.py::test_parity_passes_on_a_small_net",
+           "test_parity.py::test_broken_port_fails")
 # onnxruntime and the notebook tools are on every machine `make setup` prepares; the GPU machine's stack
 # (`make test-newest`) lacks them, as it lacks tensorflow-datasets
 requires_onnx = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,

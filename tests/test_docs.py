@@ -39,3 +39,8 @@ def test_every_docs_link_points_at_a_file():
             if target.startswith(("http://", "https://", "mailto:")):
                 continue
             assert os.path.exists(folder / target), (page, target)
+
+
+def test_the_readme_stays_a_front_door():
+    """At most 10 KB; what does not fit goes to a page of docs/ by topic."""
+    assert len((ROOT / "README.md").read_bytes()) <= 10_000
