@@ -25,6 +25,7 @@ from experiments.results import (
     STUCK_LOSS,
     CellRuns,
     analytic,
+    grid_progress,
     grid_wall_minutes,
     load_cell,
     load_extra,
@@ -257,8 +258,12 @@ def write_results(root: Path, docs: Path) -> Path:
             "means ± standard deviation over seeds (no ± where there is one seed).", "", "## Protocols", "")
     for protocol in PROTOCOLS.values():
         wall = grid_wall_minutes(root, protocol)
-        ran = any((root / protocol.name).glob("*/*/summary.json"))
-        state = (f"run; wall time of the grid {wall:.0f} min" if wall else "run") if ran else NOT_RUN
+        done, total, seconds = grid_progress(root, protocol)
+        if done < total and any((root / protocol.name).glob("*/*/summary.json")):
+            state = (f"partly run: {done} of {total} runs finished, their own times adding up to "
+                     f"{seconds / 3600:.1f} h; `python -m experiments.run --protocol {protocol.name}` runs the rest")
+        else:
+            state = (f"run; wall time of the grid {wall:.0f} min" if wall else "run") if done else NOT_RUN
         doc.add(f"- **{protocol.name}** ({state}): {protocol.description}. Base trainer flags: "
                 f"`{' '.join(protocol.base)}`; {protocol.seeds} seed(s) per cell unless a table says otherwise "
                 f"({SEEDS_NOTE[protocol.name]}). {protocol.caveat}")

@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from experiments.grid import FRAMEWORKS, Cell, Protocol, cell_config
+from experiments.grid import FRAMEWORKS, Cell, Protocol, all_cells, cell_config, seed_count
 from shared.arch import nin_spec
 from shared.config import ModelConfig
 from shared.errors import UserError, first_line
@@ -146,6 +146,21 @@ def grid_wall_minutes(root: Path, protocol: Protocol) -> float | None:
     log = read_jsonl(root / protocol.name / "grid.jsonl")
     spent = [row["minutes"] for row in log if row.get("ran", 0) > 0]
     return sum(spent) if spent else None
+
+
+def grid_progress(root: Path, protocol: Protocol) -> tuple[int, int, float]:
+    """Runs of the protocol's grid that finished (ok or diverged), runs in all, and the finished runs' own
+    seconds added up."""
+    done, total, seconds = 0, 0, 0.0
+    for cell in all_cells(protocol):
+        for fw in FRAMEWORKS:
+            for seed in range(seed_count(cell, protocol, None)):
+                total += 1
+                path = root / protocol.name / cell.name / f"{fw}-seed{seed}" / "summary.json"
+                summary = json.loads(path.read_text()) if path.exists() else {}
+                if summary.get("status") in ("ok", "diverged"):
+                    done, seconds = done + 1, seconds + float(summary.get("seconds") or 0.0)
+    return done, total, seconds
 
 
 def analytic(protocol: Protocol, cell: Cell) -> dict:

@@ -191,6 +191,7 @@ def test_a_partly_run_trained_protocol_reports_what_it_has(tmp_path):
     root, docs = tmp_path / "results", tmp_path / "docs"
     shutil.copytree(Path(__file__).parents[1] / "results" / "trained" / "base", root / "trained" / "base")
     text = write_results(root, docs).read_text()
+    assert "**trained** (partly run: 4 of 36 runs finished" in text  # not "run", with a wall time of 4 runs
     exercise = text.split("### Exercise 1")[1].split("###")[0]
     assert "](../results/trained/base)" in exercise and "(4 runs)" in exercise
     assert "| plain SGD 0.1, constant |" in exercise and "not run" in exercise
