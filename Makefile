@@ -35,13 +35,14 @@ $(DATA_STAMP): $(STAMP)
 
 data: $(DATA_STAMP)
 
-# Two workers (pytest-xdist): the suite is mostly single-threaded start-up, imports and compiles
+# Two workers (pytest-xdist; an idle one takes tests queued for the other): the suite is mostly single-threaded
+# start-up, imports and compiles
 test: setup
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 # The quick tier (under 90 s on 2 cores): everything not marked e2e (subprocesses, training runs, full-size parity)
 test-fast: setup
-	$(PY) -m pytest -q -n 2 -m "not e2e"
+	$(PY) -m pytest -q -n 2 --dist worksteal -m "not e2e"
 
 $(NEWEST_STAMP): requirements-newest.txt
 	test -x $(NEWEST_VENV)/bin/python || $(PY312) -m venv $(NEWEST_VENV)
@@ -51,7 +52,7 @@ $(NEWEST_STAMP): requirements-newest.txt
 
 # Not part of .ci/run: the suite with the GPU machine's package versions, on the CPU
 test-newest: $(NEWEST_STAMP) $(DATA_STAMP)
-	PYTHONPATH=$(CURDIR) $(NEWEST_VENV)/bin/python -m pytest -q -n 2 -p no:cacheprovider
+	PYTHONPATH=$(CURDIR) $(NEWEST_VENV)/bin/python -m pytest -q -n 2 --dist worksteal -p no:cacheprovider
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -98,6 +98,9 @@ class CellRuns:
         return any(self.runs.values())
 
 
+FINISHED = ("ok", "diverged")  # a run's status once it ended its schedule (or was stopped by the divergence guard)
+
+
 def load_run(path: Path) -> Run | None:
     summary = path / "summary.json"
     if not summary.exists():
@@ -111,6 +114,8 @@ def load_run(path: Path) -> Run | None:
     if not isinstance(loaded, dict) or "status" not in loaded:
         raise UserError(f"{summary} is damaged (not a run's summary); delete that run folder so that the grid runs "
                         f"it again, or restore the file")
+    if loaded["status"] not in FINISHED:
+        return None  # interrupted: the grid resumes it; until then its figures are an epoch's, not the run's
     evaluation = None
     if (path / "evaluate.json").exists():
         try:
@@ -158,7 +163,7 @@ def grid_progress(root: Path, protocol: Protocol) -> tuple[int, int, float]:
                 total += 1
                 path = root / protocol.name / cell.name / f"{fw}-seed{seed}" / "summary.json"
                 summary = json.loads(path.read_text()) if path.exists() else {}
-                if summary.get("status") in ("ok", "diverged"):
+                if summary.get("status") in FINISHED:
                     done, seconds = done + 1, seconds + float(summary.get("seconds") or 0.0)
     return done, total, seconds
 

@@ -190,9 +190,14 @@ def test_a_partly_run_trained_protocol_reports_what_it_has(tmp_path):
 
     root, docs = tmp_path / "results", tmp_path / "docs"
     shutil.copytree(Path(__file__).parents[1] / "results" / "trained" / "base", root / "trained" / "base")
+    interrupted = root / "trained" / "sgd-0.1" / "torch-seed0"  # stopped after its first epoch: resumable
+    shutil.copytree(root / "trained" / "base" / "torch-seed0", interrupted)
+    summary = json.loads((interrupted / "summary.json").read_text())
+    (interrupted / "summary.json").write_text(json.dumps({**summary, "status": "interrupted", "epochs": 1}))
     text = write_results(root, docs).read_text()
     assert "**trained** (partly run: 4 of 36 runs finished" in text  # not "run", with a wall time of 4 runs
     exercise = text.split("### Exercise 1")[1].split("###")[0]
     assert "](../results/trained/base)" in exercise and "(4 runs)" in exercise
-    assert "| plain SGD 0.1, constant |" in exercise and "not run" in exercise
+    sgd = next(line for line in exercise.splitlines() if line.startswith("| plain SGD 0.1, constant |"))
+    assert "not run" in sgd and "sgd-0.1" not in sgd  # an interrupted run is not reported as a result
     assert (docs / "figures" / "trained-lr.png").read_bytes()[:4] == b"\x89PNG"  # Adam's curves; SGD's not run
