@@ -73,7 +73,8 @@ def export_torch(state: State, cfg: ModelConfig, image_size: int, normalize: boo
 
 def flax_export_available() -> bool:
     """jax2onnx is optional: its metadata pins orbax-checkpoint below this project's, so `make onnx-flax` installs
-    it without its declared dependencies (what it needs at import time, onnx and onnx-ir, are already here)."""
+    it without its declared dependencies (what it needs at import time, onnx and onnx-ir, this project already
+    depends on)."""
     try:
         with _quiet():
             import jax2onnx  # noqa: F401
@@ -129,7 +130,7 @@ def check_graph(proto) -> None:
 
 def session(model: bytes | str | Path, optimize: bool = False):
     """An ONNX Runtime session on the CPU that runs exactly the given graph (optimisations off), or as users run
-    it (`optimize`: ONNX Runtime's defaults, about 3x faster here)."""
+    it (`optimize`: ONNX Runtime's defaults, its graph optimisations on)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -149,7 +150,7 @@ def run(model, images_nchw: np.ndarray, batch: int = 500, optimize: bool = False
 
 
 def recorded(model_path: str | Path) -> dict[str, str]:
-    """The metadata_props of an ONNX file written here."""
+    """The metadata_props of an ONNX file that compare.convert or compare.parity wrote."""
     import onnx
 
     return {p.key: p.value for p in onnx.load(str(model_path), load_external_data=False).metadata_props}
@@ -168,7 +169,7 @@ def referee(state: State, cfg: Config, x_nchw: np.ndarray, torch_logits: np.ndar
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        return {"ok": True, "skipped": "onnxruntime is not installed here"}
+        return {"ok": True, "skipped": "onnxruntime is not installed"}
     if export == "both" and not flax_export_available():
         raise UserError("--onnx both exports from flax too, through jax2onnx, which is not installed: `make "
                         "onnx-flax` installs it (README, ONNX), or use --onnx torch")

@@ -4,18 +4,20 @@ the inputs' half; docs/TRAINING.md lists what is guarded."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from .conftest import ROOT, assert_user_error, call
+from .test_loop import ScriptedBackend
 
 TINY = ["--preset", "smoke", "--train-limit", "256", "--batch-size", "32", "--test-limit", "64", "--no-progress"]
 TRAINERS = ("nin_torch.train", "nin_flax.train")
@@ -92,36 +94,21 @@ def test_caches_follow_the_environment_not_the_current_folder(monkeypatch, tmp_p
 
 # ----- runs that cannot trample each other -----
 
-class VanishingBackend:
+class VanishingBackend(ScriptedBackend):
     """A scripted backend whose folder is removed by someone else at step 30."""
 
-    framework, device_name, is_main, param_count, n_train, n_test = "scripted", "cpu", True, 1, 64 * 8, 8
-
     def __init__(self, folder: Path):
-        self.folder, self.steps = folder, 0
+        super().__init__(itertools.repeat(1.0), collapsed=False, batch=8)
+        self.folder = folder
 
     def train_step(self, indices):
-        self.steps += 1
+        result = super().train_step(indices)
         if self.steps == 30:
-            import shutil
-
             shutil.rmtree(self.folder)
-        return np.array([1.0 * len(indices), 0.5 * len(indices), 0.0])
-
-    def eval_batch(self, indices):
-        return np.array([1.0 * len(indices), 0.5 * len(indices)])
-
-    def fetch(self, values):
-        return np.stack(values).astype(np.float64)
-
-    def lr_at(self, step):
-        return 0.1
+        return result
 
     def save_checkpoint(self, path, progress):
         path.write_text(json.dumps(progress))
-
-    def save_weights(self, path):
-        path.write_bytes(b"w")
 
 
 def test_a_run_whose_folder_disappears_stops_and_recreates_nothing(tmp_path):

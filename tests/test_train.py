@@ -64,7 +64,7 @@ def test_resume_after_a_kill_ends_with_the_same_weights(framework, sig, tmp_path
         checkpoint = cut / ("checkpoint.pt" if framework == "torch" else "checkpoint")
         while not checkpoint.exists() and time.time() < deadline:  # epoch 1 done and saved
             time.sleep(0.05)
-        time.sleep(0.3)  # into epoch 2 (32 steps, over a second here)
+        time.sleep(0.3)  # into epoch 2 (32 steps, over a second on 2 CPU cores)
         proc.send_signal(sig)
         code = proc.wait(timeout=120)
     if sig == signal.SIGINT:
