@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml requirements-lock.txt
 
 # The flax ONNX export (compare.parity --onnx both). jax2onnx's package metadata pins orbax-checkpoint below this
 # project's and pulls equinox, dm-pix, netron, huggingface-hub and orbax-export, none of which it imports for
-# NiN: it is installed without its declared dependencies (the two it needs, onnx and onnx-ir, come with this project's own dependencies).
+# NiN: it is installed without its declared dependencies (the two it needs, onnx and onnx-ir, come with this
+# project's own).
 onnx-flax:
 	$(PY) -m pip install -q --no-deps -c requirements-lock.txt jax2onnx
 
